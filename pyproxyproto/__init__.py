@@ -1,0 +1,36 @@
+"""Strict, fast PROXY protocol (v1 and v2) parsing and building."""
+
+from typing import TYPE_CHECKING
+
+from ._backend import BACKEND, impl as _impl
+from ._build import build
+from ._errors import (
+    ChecksumMismatch,
+    HeaderTimeout,
+    Incomplete,
+    InvalidHeader,
+    ProxyProtocolError,
+)
+from ._views import Command, SSLInfo
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from ._parser_py import ProxyHeader, parse
+else:
+    parse = _impl.parse
+    ProxyHeader = _impl.ProxyHeader
+
+__all__ = [
+    "BACKEND",
+    "ChecksumMismatch",
+    "Command",
+    "HeaderTimeout",
+    "Incomplete",
+    "InvalidHeader",
+    "ProxyHeader",
+    "ProxyProtocolError",
+    "SSLInfo",
+    "build",
+    "parse",
+]

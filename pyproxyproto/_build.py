@@ -1,0 +1,173 @@
+"""Encode PROXY headers (both versions): for proxies, health checks and tests.
+
+One implementation serves both backends; only the CRC32C routine comes
+from the active backend.  Every header it returns parses back to the same
+fields, so it refuses anything the parser would reject.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+from collections.abc import Iterable
+from typing import Any, Union
+
+from . import _constants as C
+from ._backend import impl
+from ._inet import ipv4_pack, ipv4_text, ipv6_pack, ipv6_text
+from ._views import Command
+
+Address = Union[tuple, str, bytes]
+
+_PROTOCOL_NIBBLES = {
+    socket.SOCK_STREAM: C.PROTO_STREAM_NIBBLE,
+    socket.SOCK_DGRAM: C.PROTO_DGRAM_NIBBLE,
+}
+_MAX_TLV_LENGTH = {
+    C.PP2_TYPE_UNIQUE_ID: C.UNIQUE_ID_MAX_LENGTH,
+    C.PP2_TYPE_AUTHORITY: C.AUTHORITY_MAX_LENGTH,
+}
+
+
+def build(
+    source: Address | None = None,
+    destination: Address | None = None,
+    *,
+    version: int = 2,
+    command: int = Command.PROXY,
+    protocol: int = socket.SOCK_STREAM,
+    tlvs: Iterable[tuple[int, bytes]] = (),
+    crc32c: bool = False,
+) -> bytes:
+    """Return a PROXY header for the given addresses.
+
+    The family is inferred from the addresses: ``(host, port)`` or
+    ``(host, port, flowinfo, scope_id)`` tuples for IPv4/IPv6, ``str`` or
+    ``bytes`` paths for AF_UNIX (a leading NUL byte: abstract namespace).
+    Without addresses the header is v2 LOCAL-or-UNSPEC or v1 UNKNOWN.
+    """
+    if version not in (1, 2):
+        raise ValueError(f"version must be 1 or 2, not {version!r}")
+    if command not in (Command.LOCAL, Command.PROXY):
+        raise ValueError(f"command must be Command.LOCAL or Command.PROXY, not {command!r}")
+    if (source is None) != (destination is None):
+        raise ValueError("give both source and destination, or neither")
+    tlv_list = [_checked_tlv(item) for item in tlvs]
+    family, src, dst = (0, b"", b"") if source is None else _encode_pair(source, destination)
+    if version == 1:
+        return _build_v1(family, source, destination, command, protocol, tlv_list, crc32c)
+    return _build_v2(family, src, dst, command, protocol, tlv_list, crc32c)
+
+
+def _checked_tlv(item: Any) -> tuple[int, bytes]:
+    try:
+        tlv_type, value = item
+    except (TypeError, ValueError):
+        raise ValueError(f"a TLV is a (type, value) pair, not {item!r}") from None
+    if not isinstance(tlv_type, int) or not 0 <= tlv_type <= 0xFF:
+        raise ValueError(f"TLV type must be an int from 0 to 255, not {tlv_type!r}")
+    value = bytes(value)
+    limit = _MAX_TLV_LENGTH.get(tlv_type, C.TLV_MAX_VALUE_LENGTH)
+    if len(value) > limit:
+        raise ValueError(f"TLV 0x{tlv_type:02x} value is {len(value)} bytes; the limit is {limit}")
+    if tlv_type == C.PP2_TYPE_CRC32C and len(value) != C.CRC32C_LENGTH:
+        raise ValueError("a CRC32C TLV value is exactly 4 bytes")
+    return tlv_type, value
+
+
+def _encode_pair(source: Address, destination: Address) -> tuple[int, bytes, bytes]:
+    fam_src, src = _encode_address(source, "source")
+    fam_dst, dst = _encode_address(destination, "destination")
+    if fam_src != fam_dst:
+        raise ValueError("source and destination are of different address families")
+    return fam_src, src, dst
+
+
+def _encode_address(address: Address, what: str) -> tuple[int, bytes]:
+    """Return (family nibble, address bytes, port included for IP)."""
+    if isinstance(address, (str, bytes)):
+        path = os.fsencode(address)
+        if len(path) > C.UNIX_PATH_LENGTH:
+            raise ValueError(f"{what} path is longer than {C.UNIX_PATH_LENGTH} bytes")
+        if path[:1] != b"\0" and b"\0" in path:
+            raise ValueError(f"{what} path contains a NUL byte")
+        return C.AF_UNIX_NIBBLE, path.ljust(C.UNIX_PATH_LENGTH, b"\0")
+    if not isinstance(address, tuple) or len(address) not in (2, 4):
+        raise ValueError(f"{what} must be (host, port), (host, port, flowinfo, scope_id) or a path")
+    host, port = address[0], address[1]
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 0xFFFF:
+        raise ValueError(f"{what} port must be an int from 0 to 65535, not {port!r}")
+    if not isinstance(host, str):
+        raise ValueError(f"{what} host must be a str, not {type(host).__name__}")
+    packed = ipv4_pack(host) if len(address) == 2 else None
+    if packed is not None:
+        return C.AF_INET_NIBBLE, packed + port.to_bytes(2, "big")
+    packed = ipv6_pack(host)
+    if packed is None:
+        raise ValueError(f"{what} host {host!r} is not an IPv4 or IPv6 address")
+    return C.AF_INET6_NIBBLE, packed + port.to_bytes(2, "big")
+
+
+def _build_v1(
+    family: int,
+    source: Any,
+    destination: Any,
+    command: int,
+    protocol: int,
+    tlvs: list[tuple[int, bytes]],
+    crc32c: bool,
+) -> bytes:
+    if command != Command.PROXY:
+        raise ValueError("v1 has no LOCAL command")
+    if tlvs or crc32c:
+        raise ValueError("v1 carries no TLVs")
+    if family == 0:
+        return b"PROXY UNKNOWN\r\n"
+    if family == C.AF_UNIX_NIBBLE:
+        raise ValueError("v1 carries no AF_UNIX addresses")
+    if protocol != socket.SOCK_STREAM:
+        raise ValueError("v1 carries only TCP (SOCK_STREAM)")
+    if family == C.AF_INET_NIBBLE:
+        keyword, text = "TCP4", lambda h: ipv4_text(ipv4_pack(h))  # type: ignore[arg-type]
+    else:
+        keyword, text = "TCP6", lambda h: ipv6_text(ipv6_pack(h))  # type: ignore[arg-type]
+    line = (
+        f"PROXY {keyword} {text(source[0])} {text(destination[0])} "
+        f"{source[1]} {destination[1]}\r\n"
+    )
+    return line.encode("ascii")
+
+
+def _build_v2(
+    family: int,
+    src: bytes,
+    dst: bytes,
+    command: int,
+    protocol: int,
+    tlvs: list[tuple[int, bytes]],
+    crc32c: bool,
+) -> bytes:
+    if family == 0:
+        fam = 0x00
+    else:
+        nibble = _PROTOCOL_NIBBLES.get(protocol)
+        if nibble is None:
+            raise ValueError("protocol must be socket.SOCK_STREAM or socket.SOCK_DGRAM")
+        fam = family << 4 | nibble
+    if family in (C.AF_INET_NIBBLE, C.AF_INET6_NIBBLE):
+        # Wire order: both addresses, then both ports.
+        block = src[:-2] + dst[:-2] + src[-2:] + dst[-2:]
+    else:
+        block = src + dst
+    if crc32c:
+        if any(t == C.PP2_TYPE_CRC32C for t, _ in tlvs):
+            raise ValueError("crc32c=True adds the CRC32C TLV; tlvs already has one")
+        tlvs = [*tlvs, (C.PP2_TYPE_CRC32C, b"\0\0\0\0")]
+    body = block + b"".join(struct.pack("!BH", t, len(v)) + v for t, v in tlvs)
+    if len(body) > 0xFFFF:
+        raise ValueError(f"the header body is {len(body)} bytes; v2 allows at most 65535")
+    header = C.V2_SIGNATURE + struct.pack("!BBH", 0x20 | int(command), fam, len(body)) + body
+    if crc32c:
+        return header[:-4] + impl.crc32c(header).to_bytes(4, "big")
+    return header

@@ -1,0 +1,768 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""The Cython backend: the same parser as _parser_py, in typed C.
+
+parse() reads the caller's buffer in place (buffer protocol, no copy, no
+slicing) and creates exactly one Python object when the header is valid:
+the ProxyHeader, which keeps addresses as raw bytes and builds their text,
+the TLV tuple and the typed views only when the caller reads them.
+"""
+
+cimport cython
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_Check, PyUnicode_DecodeASCII
+from libc.stdint cimport uint8_t, uint16_t, uint32_t
+from libc.string cimport memcmp, memcpy, memset
+
+from . import _constants as C
+from . import _views
+from ._errors import ChecksumMismatch, Incomplete, InvalidHeader
+
+
+cdef extern from "pp_crc32c.h":
+    uint32_t pp_crc32c(uint32_t crc, const unsigned char *buf, size_t length) nogil
+    const char *pp_crc32c_impl() nogil
+
+cdef extern from "pp_inet.h":
+    int pp_format_ipv4(const unsigned char *a, char *out) nogil
+    int pp_format_ipv6(const unsigned char *a, char *out) nogil
+
+cdef extern from "Python.h":
+    object PyUnicode_DecodeFSDefaultAndSize(const char *s, Py_ssize_t size)
+
+
+__all__ = ["ProxyHeader", "parse", "crc32c", "crc32c_impl"]
+
+# Python objects read once at import: the error path formats these, the hot
+# path never touches them.
+cdef tuple _FAMILIES = _views.FAMILIES
+cdef tuple _PROTOCOLS = _views.PROTOCOLS
+cdef tuple _COMMANDS = _views.COMMANDS
+cdef tuple _EMPTY = ()
+cdef bytes _SIG = C.V2_SIGNATURE
+cdef bytes _V1_PREFIX = C.V1_PREFIX
+cdef frozenset _V2_PROXY_FAMILIES = C.V2_PROXY_FAMILIES
+
+# Numbers from the shared constants module, as C variables.
+cdef Py_ssize_t V1_MAX = C.V1_MAX_LENGTH
+cdef Py_ssize_t V2_FIXED = C.V2_HEADER_LENGTH
+cdef Py_ssize_t TLV_HDR = C.TLV_HEADER_LENGTH
+cdef Py_ssize_t UNIX_PATH = C.UNIX_PATH_LENGTH
+cdef int CRC_LEN = C.CRC32C_LENGTH
+cdef int UNIQUE_ID_MAX = C.UNIQUE_ID_MAX_LENGTH
+cdef int AUTHORITY_MAX = C.AUTHORITY_MAX_LENGTH
+cdef int T_CRC32C = C.PP2_TYPE_CRC32C
+cdef int T_UNIQUE_ID = C.PP2_TYPE_UNIQUE_ID
+cdef int T_AUTHORITY = C.PP2_TYPE_AUTHORITY
+cdef int BLOCK_LEN[4]
+BLOCK_LEN[0] = C.ADDRESS_BLOCK_LENGTHS[C.AF_UNSPEC_NIBBLE]
+BLOCK_LEN[1] = C.ADDRESS_BLOCK_LENGTHS[C.AF_INET_NIBBLE]
+BLOCK_LEN[2] = C.ADDRESS_BLOCK_LENGTHS[C.AF_INET6_NIBBLE]
+BLOCK_LEN[3] = C.ADDRESS_BLOCK_LENGTHS[C.AF_UNIX_NIBBLE]
+# 256 flags: may a PROXY command carry this byte 13?
+cdef bint PROXY_FAMILY_OK[256]
+for _fam in range(256):
+    PROXY_FAMILY_OK[_fam] = _fam in C.V2_PROXY_FAMILIES
+
+cdef enum:
+    # v1 scanner states (same order as the pure backend's)
+    ST_KEYWORD, ST_SRC, ST_DST, ST_SPORT, ST_DPORT, ST_LF, ST_TAIL
+
+
+# -- the header object -------------------------------------------------------------
+
+
+@cython.freelist(32)
+@cython.final
+@cython.auto_pickle(False)
+cdef class ProxyHeader:
+    """A parsed PROXY header.  Immutable; equal by value."""
+
+    cdef uint8_t _version
+    cdef uint8_t _command
+    cdef uint8_t _family      # index into _FAMILIES
+    cdef uint8_t _protocol    # index into _PROTOCOLS
+    cdef bint _has_ip         # _addr and the ports hold IPv4/IPv6 addresses
+    cdef bint _v6
+    cdef uint16_t _sport
+    cdef uint16_t _dport
+    cdef Py_ssize_t _length
+    cdef Py_ssize_t _tlv_start
+    cdef unsigned char _addr[32]   # source at 0, destination at 16
+    cdef bytes _raw                # the v2 header, kept when it has TLVs or UNIX paths
+    cdef object _source
+    cdef object _destination
+    cdef object _tlvs
+
+    @property
+    def version(self):
+        return self._version
+
+    @property
+    def command(self):
+        return _COMMANDS[self._command]
+
+    @property
+    def family(self):
+        return _FAMILIES[self._family]
+
+    @property
+    def protocol(self):
+        return _PROTOCOLS[self._protocol]
+
+    @property
+    def length(self):
+        return self._length
+
+    @property
+    def source(self):
+        if self._source is None:
+            self._make_addresses()
+        return None if self._source is _EMPTY else self._source
+
+    @property
+    def destination(self):
+        if self._source is None:
+            self._make_addresses()
+        return None if self._destination is _EMPTY else self._destination
+
+    cdef _make_addresses(self):
+        # _EMPTY marks "computed, no address" so the work is done once.
+        if self._has_ip:
+            self._source = _ip_tuple(&self._addr[0], self._sport, self._v6)
+            self._destination = _ip_tuple(&self._addr[16], self._dport, self._v6)
+        elif self._command == 1 and self._family == 3:
+            self._source = _unix_path(PyBytes_AS_STRING(self._raw) + V2_FIXED)
+            self._destination = _unix_path(PyBytes_AS_STRING(self._raw) + V2_FIXED + UNIX_PATH)
+        else:
+            self._source = _EMPTY
+            self._destination = _EMPTY
+
+    @property
+    def tlvs(self):
+        if self._tlvs is None:
+            self._tlvs = _EMPTY if self._raw is None else _tlv_tuple(self._raw, self._tlv_start)
+        return self._tlvs
+
+    @property
+    def alpn(self):
+        return _views.alpn(self)
+
+    @property
+    def authority(self):
+        return _views.authority(self)
+
+    @property
+    def unique_id(self):
+        return _views.unique_id(self)
+
+    @property
+    def netns(self):
+        return _views.netns(self)
+
+    @property
+    def crc32c(self):
+        return _views.crc32c(self)
+
+    @property
+    def ssl(self):
+        return _views.ssl(self)
+
+    @property
+    def aws_vpce_id(self):
+        return _views.aws_vpce_id(self)
+
+    @property
+    def azure_link_id(self):
+        return _views.azure_link_id(self)
+
+    @property
+    def gcp_psc_connection_id(self):
+        return _views.gcp_psc_connection_id(self)
+
+    def to_dict(self):
+        return _views.header_to_dict(self)
+
+    def __eq__(self, other):
+        if not isinstance(other, ProxyHeader):
+            return NotImplemented
+        return _views.key(self) == _views.key(other)
+
+    def __ne__(self, other):
+        if not isinstance(other, ProxyHeader):
+            return NotImplemented
+        return _views.key(self) != _views.key(other)
+
+    def __hash__(self):
+        return hash(_views.key(self))
+
+    def __repr__(self):
+        return _views.header_repr(self)
+
+
+cdef object _ip_tuple(const unsigned char *a, uint16_t port, bint v6):
+    cdef char text[48]
+    cdef int n
+    if v6:
+        n = pp_format_ipv6(a, text)
+        return (PyUnicode_DecodeASCII(text, n, NULL), port, 0, 0)
+    n = pp_format_ipv4(a, text)
+    return (PyUnicode_DecodeASCII(text, n, NULL), port)
+
+
+cdef object _unix_path(const char *raw):
+    cdef Py_ssize_t n
+    if raw[0] == 0:
+        # Abstract namespace (Linux): bytes, as getpeername() gives them;
+        # an all-zero block is an unnamed socket.
+        n = UNIX_PATH
+        while n > 0 and raw[n - 1] == 0:
+            n -= 1
+        return PyBytes_FromStringAndSize(raw, n) if n else ""
+    n = 0
+    while n < UNIX_PATH and raw[n] != 0:
+        n += 1
+    return PyUnicode_DecodeFSDefaultAndSize(raw, n)
+
+
+cdef tuple _tlv_tuple(bytes raw, Py_ssize_t off):
+    # The TLVs were validated by parse(); this only cuts them out.
+    cdef const unsigned char *b = <const unsigned char *>PyBytes_AS_STRING(raw)
+    cdef Py_ssize_t end = PyBytes_GET_SIZE(raw)
+    cdef Py_ssize_t length
+    cdef list out = []
+    while off < end:
+        length = (b[off + 1] << 8) | b[off + 2]
+        out.append((b[off], PyBytes_FromStringAndSize(<const char *>b + off + TLV_HDR, length)))
+        off += TLV_HDR + length
+    return tuple(out)
+
+
+# -- entry points -------------------------------------------------------------------
+
+
+def parse(data, *, bint v1=True, bint v2=True, bint verify_checksum=True):
+    """Parse the PROXY header at the start of ``data``; see the package docs."""
+    cdef Py_buffer view
+    if not (v1 or v2):
+        raise ValueError(C.MSG_NO_VERSION)
+    if PyBytes_CheckExact(data):
+        return _parse(<const unsigned char *>PyBytes_AS_STRING(data),
+                      PyBytes_GET_SIZE(data), v1, v2, verify_checksum)
+    _get_buffer(data, &view)
+    try:
+        return _parse(<const unsigned char *>view.buf, view.len, v1, v2, verify_checksum)
+    finally:
+        PyBuffer_Release(&view)
+
+
+cdef int _get_buffer(object data, Py_buffer *view) except -1:
+    # PyBUF_SIMPLE asks for one contiguous run of bytes: it refuses
+    # non-contiguous views, and str has no buffer at all.
+    if PyUnicode_Check(data):
+        raise TypeError(C.MSG_NOT_BUFFER.format(type=type(data).__name__))
+    try:
+        PyObject_GetBuffer(data, view, PyBUF_SIMPLE)
+    except (TypeError, BufferError, ValueError):
+        raise TypeError(C.MSG_NOT_BUFFER.format(type=type(data).__name__)) from None
+    return 0
+
+
+def crc32c(data, unsigned int crc=0):
+    """CRC32C (Castagnoli) of ``data``, continuing from ``crc``."""
+    cdef Py_buffer view
+    cdef uint32_t result
+    _get_buffer(data, &view)
+    try:
+        with nogil:
+            result = pp_crc32c(crc, <const unsigned char *>view.buf, <size_t>view.len)
+    finally:
+        PyBuffer_Release(&view)
+    return result
+
+
+def crc32c_impl():
+    """Which CRC32C routine this machine uses: sse4.2, armv8 or table."""
+    return pp_crc32c_impl().decode("ascii")
+
+
+cdef object _parse(const unsigned char *b, Py_ssize_t n, bint v1, bint v2, bint verify):
+    if n == 0:
+        raise _incomplete(0, 1 if v1 else V2_FIXED)
+    if b[0] == 0x0D:
+        if not v2:
+            raise InvalidHeader(C.MSG_V2_DISABLED, 0)
+        return _parse_v2(b, n, verify)
+    if b[0] == 0x50:
+        if not v1:
+            raise InvalidHeader(C.MSG_V1_DISABLED, 0)
+        return _scan_v1(b, n)
+    raise InvalidHeader(C.MSG_NOT_PROXY.format(byte=b[0]), 0)
+
+
+cdef object _incomplete(Py_ssize_t have, Py_ssize_t needed):
+    return Incomplete(C.MSG_INCOMPLETE.format(have=have, needed=needed), needed)
+
+
+cdef object _invalid(str template, Py_ssize_t offset):
+    return InvalidHeader(template.format(offset=offset), offset)
+
+
+# -- version 2 ------------------------------------------------------------------------
+
+
+cdef object _parse_v2(const unsigned char *b, Py_ssize_t n, bint verify):
+    cdef int command, fam, block
+    cdef Py_ssize_t length, total, tlv_start, crc_offset = -1
+    cdef ProxyHeader h
+    if n < V2_FIXED:
+        _check_v2_prefix(b, n)
+        raise _incomplete(n, V2_FIXED)
+    command = b[12] & 0x0F
+    fam = b[13]
+    if (memcmp(b, PyBytes_AS_STRING(_SIG), 12) != 0 or b[12] >> 4 != 2 or command > 1
+            or (command and not PROXY_FAMILY_OK[fam])):
+        _check_v2_prefix(b, n)
+    length = (b[14] << 8) | b[15]
+    total = V2_FIXED + length
+    block = BLOCK_LEN[fam >> 4] if fam >> 4 < 4 else 0
+    if command:
+        if length < block:
+            raise InvalidHeader(C.MSG_V2_ADDRESS_LENGTH.format(length=length, needed=block), 14)
+    elif length < block:
+        block = <int>length
+    tlv_start = V2_FIXED + block
+    if tlv_start < total:
+        crc_offset = _walk_tlvs(b, n, tlv_start, total)
+    if n < total:
+        raise _incomplete(n, total)
+    if crc_offset >= 0 and verify:
+        _verify_crc(b, crc_offset, total)
+
+    h = ProxyHeader.__new__(ProxyHeader)
+    h._version = 2
+    h._command = command
+    h._family = fam >> 4 if fam >> 4 < 4 else 0
+    h._protocol = fam & 0x0F if fam & 0x0F < 3 else 0
+    h._length = total
+    h._tlv_start = tlv_start
+    if command and (h._family == 1 or h._family == 2):
+        h._has_ip = True
+        if h._family == 1:
+            memcpy(&h._addr[0], b + 16, 4)
+            memcpy(&h._addr[16], b + 20, 4)
+            h._sport = (b[24] << 8) | b[25]
+            h._dport = (b[26] << 8) | b[27]
+        else:
+            h._v6 = True
+            memcpy(h._addr, b + 16, 32)
+            h._sport = (b[48] << 8) | b[49]
+            h._dport = (b[50] << 8) | b[51]
+    if tlv_start < total or (command and h._family == 3):
+        h._raw = PyBytes_FromStringAndSize(<const char *>b, total)
+    return h
+
+
+cdef int _check_v2_prefix(const unsigned char *b, Py_ssize_t n) except -1:
+    """Raise for the first byte of a v2 fixed part that no header can have."""
+    cdef const unsigned char *sig = <const unsigned char *>PyBytes_AS_STRING(_SIG)
+    cdef Py_ssize_t i
+    for i in range(min(n, 12)):
+        if b[i] != sig[i]:
+            raise _invalid(C.MSG_V2_SIGNATURE, i)
+    if n > 12:
+        if b[12] >> 4 != 2:
+            raise InvalidHeader(C.MSG_V2_VERSION.format(version=b[12] >> 4), 12)
+        if b[12] & 0x0F > 1:
+            raise InvalidHeader(C.MSG_V2_COMMAND.format(command=b[12] & 0x0F), 12)
+        if n > 13 and b[12] & 0x0F and not PROXY_FAMILY_OK[b[13]]:
+            raise InvalidHeader(C.MSG_V2_FAMILY.format(family=b[13]), 13)
+    return 0
+
+
+cdef Py_ssize_t _walk_tlvs(const unsigned char *b, Py_ssize_t n, Py_ssize_t off,
+                           Py_ssize_t total) except -2:
+    """Check the TLVs present so far; return the first CRC32C TLV's offset or -1."""
+    cdef Py_ssize_t crc_offset = -1, end
+    cdef int tlv_type, tlv_length
+    while off < total:
+        if total - off < TLV_HDR:
+            raise InvalidHeader(C.MSG_V2_TLV_TRUNCATED.format(count=total - off, offset=off), off)
+        if off + TLV_HDR > n:
+            break
+        tlv_type = b[off]
+        tlv_length = (b[off + 1] << 8) | b[off + 2]
+        end = off + TLV_HDR + tlv_length
+        if end > total:
+            raise InvalidHeader(C.MSG_V2_TLV_OVERRUN.format(type=tlv_type, offset=off), off)
+        if tlv_type == T_CRC32C:
+            if tlv_length != CRC_LEN:
+                _tlv_length_error(tlv_type, off, tlv_length)
+            if crc_offset < 0:
+                crc_offset = off
+        elif ((tlv_type == T_UNIQUE_ID and tlv_length > UNIQUE_ID_MAX)
+                or (tlv_type == T_AUTHORITY and tlv_length > AUTHORITY_MAX)):
+            _tlv_length_error(tlv_type, off, tlv_length)
+        off = end
+    return crc_offset
+
+
+cdef int _tlv_length_error(int tlv_type, Py_ssize_t off, int length) except -1:
+    raise InvalidHeader(C.MSG_V2_TLV_LENGTH.format(type=tlv_type, offset=off, length=length), off)
+
+
+cdef int _verify_crc(const unsigned char *b, Py_ssize_t off, Py_ssize_t total) except -1:
+    # The checksum covers the header with the CRC value itself zeroed; the
+    # caller's buffer is not touched, the zeros are fed in between.
+    cdef Py_ssize_t value = off + TLV_HDR
+    cdef uint32_t expected = ((<uint32_t>b[value] << 24) | (<uint32_t>b[value + 1] << 16)
+                              | (<uint32_t>b[value + 2] << 8) | b[value + 3])
+    cdef unsigned char zeros[4]
+    cdef uint32_t crc
+    zeros[0] = zeros[1] = zeros[2] = zeros[3] = 0
+    crc = pp_crc32c(0, b, <size_t>value)
+    crc = pp_crc32c(crc, zeros, 4)
+    crc = pp_crc32c(crc, b + value + 4, <size_t>(total - value - 4))
+    if crc != expected:
+        raise ChecksumMismatch(
+            C.MSG_V2_CHECKSUM.format(offset=off, expected=expected, computed=crc),
+            off, expected, crc)
+    return 0
+
+
+# -- version 1 ------------------------------------------------------------------------
+
+cdef struct Address:
+    # Incremental validator of one v1 address; see _Address in _parser_py.
+    bint v6
+    int lead       # v6: 0 nothing yet, 1 a lone leading ':', 2 inside
+    int groups     # v6: 16-bit groups completed
+    bint dc        # v6: '::' seen
+    int xd         # v6: hex digits in the current group
+    bint single    # v6: last byte was a ':' that ended a group
+    int tokdec     # v6: current group as a decimal octet, -1 if it cannot be one
+    bint v4        # dotted-quad part active
+    int octets
+    bint digit     # a digit seen in the current octet
+    int cur
+
+
+cdef inline void _addr_init(Address *a, bint v6) noexcept nogil:
+    a.v6 = v6
+    a.lead = 0
+    a.groups = 0
+    a.dc = False
+    a.xd = 0
+    a.single = False
+    a.tokdec = 0
+    a.v4 = not v6
+    a.octets = 0
+    a.digit = False
+    a.cur = 0
+
+
+cdef inline bint _is_hex(unsigned char c) noexcept nogil:
+    return (0x30 <= c <= 0x39) or (0x61 <= c <= 0x66) or (0x41 <= c <= 0x46)
+
+
+cdef inline bint _feed_v4(Address *a, unsigned char c) noexcept nogil:
+    if 0x30 <= c <= 0x39:
+        if a.digit and a.cur == 0:
+            return False
+        a.cur = a.cur * 10 + c - 0x30
+        if a.cur > 255:
+            return False
+        if not a.digit:
+            a.octets += 1
+            if a.octets > 4:
+                return False
+            a.digit = True
+        return True
+    if c == 0x2E:
+        if not a.digit or a.octets == 4:
+            return False
+        a.digit = False
+        a.cur = 0
+        return True
+    return False
+
+
+cdef inline bint _addr_feed(Address *a, unsigned char c) noexcept nogil:
+    if a.v4:
+        return _feed_v4(a, c)
+    if a.lead == 0:
+        a.lead = 2
+        if c == 0x3A:
+            a.lead = 1
+            return True
+    elif a.lead == 1:
+        if c != 0x3A:
+            return False
+        a.lead = 2
+    if _is_hex(c):
+        if a.xd == 4:
+            return False
+        a.xd += 1
+        a.single = False
+        if 0x30 <= c <= 0x39:
+            if a.tokdec >= 0:
+                if a.xd > 1 and a.tokdec == 0:
+                    a.tokdec = -1
+                else:
+                    a.tokdec = a.tokdec * 10 + c - 0x30
+                    if a.tokdec > 255:
+                        a.tokdec = -1
+        else:
+            a.tokdec = -1
+        # '::' must stand for at least one group.
+        if a.xd == 1 and a.groups + 1 >= (8 if a.dc else 9):
+            return False
+        return True
+    if c == 0x3A:
+        if a.xd == 0:
+            if a.dc:
+                return False
+            a.dc = True
+            a.single = False
+            return True
+        a.groups += 1
+        a.xd = 0
+        a.single = True
+        a.tokdec = 0
+        return a.groups < (7 if a.dc else 8)
+    if c == 0x2E:
+        if a.xd == 0 or a.tokdec < 0:
+            return False
+        if (a.groups > 5) if a.dc else (a.groups != 6):
+            return False
+        a.v4 = True
+        a.octets = 1
+        a.digit = False
+        a.cur = 0
+        return True
+    return False
+
+
+cdef inline bint _addr_complete(Address *a) noexcept nogil:
+    cdef int groups
+    if a.v4:
+        return a.octets == 4 and a.digit
+    if a.lead < 2 or (a.xd == 0 and a.single):
+        return False
+    groups = a.groups + (1 if a.xd else 0)
+    return groups < 8 if a.dc else groups == 8
+
+
+cdef inline int _addr_need(Address *a) noexcept nogil:
+    cdef int left
+    if a.v4:
+        left = 2 * (4 - a.octets)
+        return left if a.digit else left - 1
+    if a.lead < 2:
+        return 2 - a.lead
+    if a.xd:
+        return 0 if (a.dc or a.groups == 7) else 2
+    return 1 if a.single else 0
+
+
+cdef inline int _v1_need(int state, Address *a, bint v6, int port_digits) noexcept nogil:
+    # Bytes still needed, at the least, to finish the line from this state;
+    # " 0 0\r\n" follows the destination, "0.0.0.0" / "::" is the shortest address.
+    if state == ST_SRC:
+        return _addr_need(a) + 1 + (2 if v6 else 7) + 6
+    if state == ST_DST:
+        return _addr_need(a) + 6
+    if state == ST_SPORT:
+        return (0 if port_digits else 1) + 4
+    if state == ST_DPORT:
+        return (0 if port_digits else 1) + 2
+    if state == ST_LF:
+        return 1
+    return 2
+
+
+cdef object _scan_v1(const unsigned char *b, Py_ssize_t n):
+    """Byte-by-byte v1 parser, the twin of _parser_py._scan_v1."""
+    cdef Py_ssize_t limit = n if n < V1_MAX else V1_MAX
+    # Below this offset no state can need more than the limit allows.
+    cdef Py_ssize_t check_from = V1_MAX - 22
+    cdef const unsigned char *prefix = <const unsigned char *>PyBytes_AS_STRING(_V1_PREFIX)
+    cdef const char *tcp = b"TCP4 "
+    cdef const char *unknown = b"UNKNOWN"
+    cdef int state = ST_KEYWORD
+    cdef bint v6 = False
+    cdef Address a
+    cdef int port_digits = 0
+    cdef long port = 0
+    cdef long ports[2]
+    cdef Py_ssize_t spans[4]
+    cdef Py_ssize_t i
+    cdef unsigned char c
+    ports[0] = ports[1] = 0
+    spans[0] = spans[1] = spans[2] = spans[3] = 0
+    _addr_init(&a, False)
+    for i in range(limit):
+        c = b[i]
+        if state == ST_KEYWORD:
+            if i < 6:
+                if c != prefix[i]:
+                    raise _invalid(C.MSG_V1_PREFIX, i)
+                continue
+            if i == 6:
+                if c != 0x54 and c != 0x55:
+                    raise _invalid(C.MSG_V1_PROTOCOL, i)
+                continue
+            if b[6] == 0x54:
+                if i == 9:
+                    if c != 0x34 and c != 0x36:
+                        raise _invalid(C.MSG_V1_PROTOCOL, i)
+                    v6 = c == 0x36
+                elif c != <unsigned char>tcp[i - 6]:
+                    raise _invalid(C.MSG_V1_PROTOCOL, i)
+                if i == 10:
+                    state = ST_SRC
+                    _addr_init(&a, v6)
+                    spans[0] = i + 1
+                continue
+            if i < 13:
+                if c != <unsigned char>unknown[i - 6]:
+                    raise _invalid(C.MSG_V1_PROTOCOL, i)
+                continue
+            if c == 0x20:
+                state = ST_TAIL
+            elif c == 0x0D:
+                state = ST_LF
+            else:
+                raise _invalid(C.MSG_V1_PROTOCOL, i)
+        elif state == ST_SRC or state == ST_DST:
+            if c == 0x20:
+                if not _addr_complete(&a):
+                    raise _invalid(C.MSG_V1_IPV6 if v6 else C.MSG_V1_IPV4, i)
+                if state == ST_SRC:
+                    spans[1] = i
+                    spans[2] = i + 1
+                    _addr_init(&a, v6)
+                    state = ST_DST
+                else:
+                    spans[3] = i
+                    state = ST_SPORT
+                    port_digits = 0
+                    port = 0
+            elif not _addr_feed(&a, c):
+                raise _invalid(C.MSG_V1_IPV6 if v6 else C.MSG_V1_IPV4, i)
+        elif state == ST_SPORT or state == ST_DPORT:
+            if c == (0x20 if state == ST_SPORT else 0x0D):
+                if port_digits == 0:
+                    raise _invalid(C.MSG_V1_PORT, i)
+                ports[state - ST_SPORT] = port
+                state += 1
+                port_digits = 0
+                port = 0
+            elif 0x30 <= c <= 0x39:
+                if port_digits and port == 0:
+                    raise _invalid(C.MSG_V1_PORT, i)
+                port = port * 10 + c - 0x30
+                port_digits += 1
+                if port > 0xFFFF:
+                    raise _invalid(C.MSG_V1_PORT, i)
+            else:
+                raise _invalid(C.MSG_V1_PORT, i)
+        elif state == ST_LF:
+            if c != 0x0A:
+                raise _invalid(C.MSG_V1_CRLF, i)
+            return _v1_result(b, i + 1, v6, spans, ports)
+        else:
+            if c == 0x0D:
+                state = ST_LF
+            elif c == 0x0A:
+                raise _invalid(C.MSG_V1_CRLF, i)
+        if i >= check_from and i + 1 + _v1_need(state, &a, v6, port_digits) > V1_MAX:
+            raise _invalid(C.MSG_V1_TOO_LONG, i)
+    raise _incomplete(n, n + 1)
+
+
+cdef object _v1_result(const unsigned char *b, Py_ssize_t length, bint v6,
+                       Py_ssize_t *spans, long *ports):
+    cdef ProxyHeader h = ProxyHeader.__new__(ProxyHeader)
+    h._version = 1
+    h._command = 1
+    h._length = length
+    if b[6] == 0x55:  # UNKNOWN: addresses, if any, are ignored
+        return h
+    h._protocol = 1
+    h._has_ip = True
+    h._v6 = v6
+    h._sport = <uint16_t>ports[0]
+    h._dport = <uint16_t>ports[1]
+    if v6:
+        h._family = 2
+        _pack_ipv6(b + spans[0], spans[1] - spans[0], &h._addr[0])
+        _pack_ipv6(b + spans[2], spans[3] - spans[2], &h._addr[16])
+    else:
+        h._family = 1
+        _pack_ipv4(b + spans[0], spans[1] - spans[0], &h._addr[0])
+        _pack_ipv4(b + spans[2], spans[3] - spans[2], &h._addr[16])
+    return h
+
+
+cdef inline void _pack_ipv4(const unsigned char *s, Py_ssize_t n, unsigned char *out) noexcept nogil:
+    # The text was validated by the scanner: octets of decimal digits and dots.
+    cdef Py_ssize_t i
+    cdef int k = 0, value = 0
+    for i in range(n):
+        if s[i] == 0x2E:
+            out[k] = <unsigned char>value
+            k += 1
+            value = 0
+        else:
+            value = value * 10 + s[i] - 0x30
+    out[k] = <unsigned char>value
+
+
+cdef inline int _hex_value(unsigned char c) noexcept nogil:
+    if c <= 0x39:
+        return c - 0x30
+    return (c | 0x20) - 0x61 + 10
+
+
+cdef void _pack_ipv6(const unsigned char *s, Py_ssize_t n, unsigned char *out) noexcept nogil:
+    # The text was validated by the scanner; expand '::' and a dotted tail.
+    cdef unsigned char tmp[16]
+    cdef int tp = 0, colonp = -1, value = 0, xd = 0, k
+    cdef Py_ssize_t i = 0, tok = 0
+    memset(tmp, 0, 16)
+    if s[0] == 0x3A:
+        i = 1
+    tok = i
+    while i < n:
+        if s[i] == 0x3A:
+            tok = i + 1
+            if xd == 0:
+                colonp = tp
+            else:
+                tmp[tp] = <unsigned char>(value >> 8)
+                tmp[tp + 1] = <unsigned char>value
+                tp += 2
+                xd = 0
+                value = 0
+        elif s[i] == 0x2E:
+            _pack_ipv4(s + tok, n - tok, &tmp[tp])
+            tp += 4
+            xd = 0
+            break
+        else:
+            value = (value << 4) | _hex_value(s[i])
+            xd += 1
+        i += 1
+    if xd:
+        tmp[tp] = <unsigned char>(value >> 8)
+        tmp[tp + 1] = <unsigned char>value
+        tp += 2
+    if colonp >= 0:
+        k = tp - colonp
+        memcpy(out, tmp, colonp)
+        memset(out + colonp, 0, 16 - k - colonp)
+        memcpy(out + 16 - k, tmp + colonp, k)
+    else:
+        memcpy(out, tmp, 16)
+

@@ -1,0 +1,51 @@
+"""Run every parser test against both backends.
+
+The fixture ``backend`` yields the backend module (``parse``, ``ProxyHeader``,
+``crc32c``).  The Cython one is included whenever it is importable and not
+disabled by PYPROXYPROTO_NO_EXTENSIONS; with PYPROXYPROTO_REQUIRE_EXTENSIONS
+a missing extension is an error, not a silent skip.
+"""
+
+import importlib
+import os
+
+import pytest
+
+import pyproxyproto
+from pyproxyproto import _parser_py
+
+
+def _flag(name):
+    return os.environ.get(name, "") not in ("", "0")
+
+
+def _backends():
+    found = {"python": _parser_py}
+    if not _flag("PYPROXYPROTO_NO_EXTENSIONS"):
+        try:
+            found["cython"] = importlib.import_module("pyproxyproto._parser_c")
+        except ImportError:
+            if _flag("PYPROXYPROTO_REQUIRE_EXTENSIONS"):
+                raise
+    return found
+
+
+BACKENDS = _backends()
+
+
+@pytest.fixture(params=sorted(BACKENDS), ids=lambda name: name)
+def backend(request):
+    return BACKENDS[request.param]
+
+
+@pytest.fixture
+def both_backends():
+    """Every available backend, for tests that compare them."""
+    return BACKENDS
+
+
+def pytest_report_header(config):
+    return (
+        f"pyproxyproto backends under test: {', '.join(sorted(BACKENDS))}; "
+        f"package default: {pyproxyproto.BACKEND}"
+    )
