@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Release checks on what users would install, run by .ci/run:
+#  - the workflows validate against GitHub's workflow schema;
+#  - `python -m build` makes the sdist, and the binary wheel from that sdist;
+#  - the sdist holds every build input and every tracked source and test;
+#  - a py3-none-any wheel builds from the sdist with PYPROXYPROTO_NO_EXTENSIONS=1;
+#  - twine check --strict and check-wheel-contents pass on all of them;
+#  - each wheel, installed into a fresh venv, passes the sdist's test suite run
+#    from a scratch directory (so nothing can import the checkout), the binary
+#    one with PYPROXYPROTO_REQUIRE_EXTENSIONS=1.
+# Needs the `packaging` extra (pip install -e '.[packaging]'), a C compiler
+# and PyPI. The cibuildwheel identifier sets are asserted in
+# tests/test_packaging.py.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python}
+
+if ! "$PYTHON" -c 'import build, check_jsonschema, check_wheel_contents, twine' 2>/dev/null; then
+    echo "check_packaging: tools missing; run: $PYTHON -m pip install -e '.[packaging]'" >&2
+    exit 1
+fi
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# Run a step quietly; show its output only if it fails.
+step() {
+    local name=$1
+    shift
+    local start=$SECONDS
+    if ! "$@" >"$work/log" 2>&1; then
+        cat "$work/log" >&2
+        echo "check_packaging: FAILED: $name" >&2
+        exit 1
+    fi
+    echo "check_packaging: ok: $name ($((SECONDS - start))s)"
+}
+
+# Build and test environments must not see the caller's switches or path.
+clean_env=(env -u PYTHONPATH -u PYPROXYPROTO_NO_EXTENSIONS -u PYPROXYPROTO_REQUIRE_EXTENSIONS)
+
+step "workflows match the GitHub workflow schema" \
+    "$PYTHON" -m check_jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+
+step "python -m build: sdist, then the binary wheel from it" \
+    "${clean_env[@]}" PYPROXYPROTO_REQUIRE_EXTENSIONS=1 "$PYTHON" -m build --outdir "$work/dist" .
+sdists=("$work"/dist/*.tar.gz)
+wheels=("$work"/dist/*.whl)
+sdist=${sdists[0]}
+wheel=${wheels[0]}
+
+step "pure-Python wheel from the sdist" \
+    "${clean_env[@]}" PYPROXYPROTO_NO_EXTENSIONS=1 \
+    "$PYTHON" -m pip wheel --no-deps --wheel-dir "$work/pure" "$sdist"
+pures=("$work"/pure/*.whl)
+pure=${pures[0]}
+
+step "sdist and wheel contents" "$PYTHON" - "$sdist" "$wheel" "$pure" <<'EOF'
+import fnmatch
+import subprocess
+import sys
+import tarfile
+import zipfile
+
+sdist, wheel, pure = sys.argv[1:]
+problems = []
+
+with tarfile.open(sdist) as tf:
+    members = {n.split("/", 1)[1] for n in tf.getnames() if "/" in n}
+required = [
+    "setup.py", "pyproject.toml", "README.md", "LICENSE", "MANIFEST.in",
+    "csrc/*.c", "csrc/*.h",
+    "pyproxyproto/*.py", "pyproxyproto/*.pyx", "pyproxyproto/*.pyi", "pyproxyproto/py.typed",
+    "tests/conftest.py", "tests/test_*.py",
+]
+problems += [f"sdist lacks {p}" for p in required if not fnmatch.filter(members, p)]
+tracked = subprocess.run(
+    ["git", "ls-files", "csrc", "pyproxyproto", "tests", "bench"],
+    capture_output=True, text=True, check=True,
+).stdout.split()
+problems += [f"sdist lacks tracked file {p}" for p in sorted(set(tracked) - members)]
+stale = [n for n in members if n.endswith((".so", ".pyd")) or n == "pyproxyproto/_parser_c.c"]
+problems += [f"sdist ships build output {p}" for p in sorted(stale)]
+
+def binaries(path):
+    with zipfile.ZipFile(path) as zf:
+        return [n for n in zf.namelist() if n.endswith((".so", ".pyd"))]
+
+if wheel.endswith("-py3-none-any.whl") or not any(
+    n.startswith("pyproxyproto/_parser_c.") for n in binaries(wheel)
+):
+    problems.append(f"{wheel} has no compiled pyproxyproto._parser_c")
+if not pure.endswith("-py3-none-any.whl") or binaries(pure):
+    problems.append(f"{pure} is not a pure-Python py3-none-any wheel")
+for path in (wheel, pure):
+    with zipfile.ZipFile(path) as zf:
+        if "pyproxyproto/py.typed" not in zf.namelist():
+            problems.append(f"{path} lacks pyproxyproto/py.typed")
+
+print("\n".join(problems))
+sys.exit(bool(problems))
+EOF
+
+step "twine check --strict" "$PYTHON" -m twine check --strict "$sdist" "$wheel" "$pure"
+step "check-wheel-contents" "$PYTHON" -m check_wheel_contents "$wheel" "$pure"
+
+# A fresh venv, and a scratch directory holding only the sdist's tests.
+venv_python=$work/venv/bin/python
+step "fresh venv" "$PYTHON" -m venv "$work/venv"
+step "install the binary wheel with its test extra" \
+    "${clean_env[@]}" "$venv_python" -m pip install "$wheel[test]"
+mkdir "$work/run"
+tar -xzf "$sdist" -C "$work/run" --strip-components=1 --wildcards '*/tests' '*/pyproject.toml'
+
+# Run the suite from the scratch directory, with extra VAR=value settings.
+run_suite() {
+    (cd "$work/run" &&
+        "${clean_env[@]}" "$@" "$venv_python" -c 'import sys, pyproxyproto
+assert pyproxyproto.__file__.startswith(sys.prefix), pyproxyproto.__file__' &&
+        "${clean_env[@]}" "$@" "$venv_python" -m pytest -q -p no:cacheprovider tests)
+}
+step "test suite against the installed binary wheel" run_suite PYPROXYPROTO_REQUIRE_EXTENSIONS=1
+tail -n 1 "$work/log"
+
+step "swap in the pure-Python wheel" \
+    "$venv_python" -m pip install --no-deps --force-reinstall "$pure"
+step "test suite against the installed pure-Python wheel" run_suite
+tail -n 1 "$work/log"
+
+echo "check_packaging: all packaging checks passed"
