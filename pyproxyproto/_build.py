@@ -67,7 +67,10 @@ def _checked_tlv(item: Any) -> tuple[int, bytes]:
         raise ValueError(f"a TLV is a (type, value) pair, not {item!r}") from None
     if not isinstance(tlv_type, int) or not 0 <= tlv_type <= 0xFF:
         raise ValueError(f"TLV type must be an int from 0 to 255, not {tlv_type!r}")
-    value = bytes(value)
+    try:
+        value = memoryview(value).tobytes()
+    except TypeError:
+        raise ValueError(f"TLV value must be bytes-like, not {type(value).__name__}") from None
     limit = _MAX_TLV_LENGTH.get(tlv_type, C.TLV_MAX_VALUE_LENGTH)
     if len(value) > limit:
         raise ValueError(f"TLV 0x{tlv_type:02x} value is {len(value)} bytes; the limit is {limit}")

@@ -33,12 +33,12 @@ def _backends():
 BACKENDS = _backends()
 
 
-@pytest.fixture(params=sorted(BACKENDS), ids=lambda name: name)
+@pytest.fixture(scope="session", params=sorted(BACKENDS), ids=lambda name: name)
 def backend(request):
     return BACKENDS[request.param]
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def both_backends():
     """Every available backend, for tests that compare them."""
     return BACKENDS
