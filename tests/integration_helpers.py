@@ -1,0 +1,188 @@
+"""Shared by the integration tests: loopback sockets, bounded event loops,
+external tools, a self-signed certificate, and the echo app as a process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+LOOPBACK = "127.0.0.1"
+IN_CI = os.environ.get("CI") == "true"
+
+# Addresses of the documentation ranges (RFC 5737 / 3849): a header's
+# client, never a host the tests talk to.
+CLIENT = ("203.0.113.7", 41234)
+SERVER = ("198.51.100.1", 443)
+CLIENT6 = ("2001:db8::7", 41234, 0, 0)
+SERVER6 = ("2001:db8::1", 443, 0, 0)
+
+
+def require(available: bool, what: str) -> None:
+    """Skip when a tool or package is missing, except in CI, where it must be there."""
+    if available:
+        return
+    if IN_CI:
+        pytest.fail(f"{what} is required in CI (CI=true) but is missing")
+    pytest.skip(f"{what} is not installed")
+
+
+def require_module(name: str):
+    try:
+        return __import__(name)
+    except ImportError:
+        require(False, f"the Python package {name!r}")
+
+
+def run(coro, timeout: float = 15.0):
+    """Run a coroutine on a fresh event loop, never for longer than timeout."""
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+@contextlib.contextmanager
+def tcp_pair(family: int = socket.AF_INET, host: str = LOOPBACK):
+    """(server side, client side) of one loopback TCP connection."""
+    with socket.socket(family, socket.SOCK_STREAM) as listener:
+        listener.bind((host, 0))
+        listener.listen(1)
+        client = socket.create_connection(listener.getsockname()[:2], timeout=5)
+        server, _ = listener.accept()
+    client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    with server, client:
+        yield server, client
+
+
+def listener(host: str = LOOPBACK) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.bind((host, 0))
+    sock.listen(8)
+    return sock
+
+
+def connect(address, timeout: float = 5.0) -> socket.socket:
+    sock = socket.create_connection(address[:2], timeout=timeout)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def recv_all(sock: socket.socket) -> bytes:
+    """Everything until the peer closes (the socket's timeout bounds it)."""
+    chunks = []
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def closed_by_peer(sock: socket.socket) -> bool:
+    """Whether the peer closed without sending anything."""
+    return recv_all(sock) == b""
+
+
+def dribble(sock: socket.socket, data: bytes, interval: float) -> None:
+    for i in range(len(data)):
+        sock.sendall(data[i : i + 1])
+        time.sleep(interval)
+
+
+def rejections(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "pyproxyproto"]
+
+
+def self_signed_cert(directory: Path) -> tuple[str, str]:
+    """A certificate for localhost/127.0.0.1 and its key, made by openssl."""
+    openssl = shutil.which("openssl")
+    require(openssl is not None, "the openssl command")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )
+    return str(cert), str(key)
+
+
+class EchoProcess:
+    """``python -m pyproxyproto echo`` on ephemeral loopback ports."""
+
+    def __init__(self, *args: str) -> None:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pyproxyproto", "echo", "--host", LOOPBACK,
+             "--proxy-port", "0", "--plain-port", "0", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        )
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+        self._readers = [
+            threading.Thread(target=self._drain, args=(self.proc.stdout, self.stdout), daemon=True),
+            threading.Thread(target=self._drain, args=(self.proc.stderr, self.stderr), daemon=True),
+        ]
+        for t in self._readers:
+            t.start()
+        self.proxy_port = self._port("PROXY protocol")
+        self.plain_port = self._port("plain HTTP")
+
+    @staticmethod
+    def _drain(stream, lines: list[str]) -> None:
+        for raw in stream:
+            lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+
+    def _port(self, label: str, timeout: float = 10.0) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.stdout:
+                if line.startswith(label):
+                    return int(re.search(r":(\d+)/", line).group(1))
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        self.stop()
+        raise AssertionError(f"echo did not announce its {label} port: {self.stdout} {self.stderr}")
+
+    def access_log(self, timeout: float = 5.0) -> list[dict]:
+        """The JSON access lines logged so far (waits for at least one)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [json.loads(l) for l in list(self.stderr) if l.startswith("{")]
+            if found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.02)
+
+    def wait_for_stderr(self, text: str, timeout: float = 5.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.stderr):
+                if text in line:
+                    return line
+            time.sleep(0.02)
+        raise AssertionError(f"{text!r} not in the echo app's stderr: {self.stderr}")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            code = self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait(timeout=10)
+        for t in self._readers:
+            t.join(timeout=5)
+        return code
