@@ -24,9 +24,15 @@ PAIRS = [(case, impl) for case in CASES for impl in IMPLS]
 def test_parse(benchmark, case, impl):
     try:
         bench = impl.prepare(case)
+        bench.check()
     except Unsupported as exc:
         pytest.skip(f"{impl.label}: {exc}")
-    bench.check()
+    except Exception as exc:
+        if impl.kind != "peer":
+            raise  # our parser got it wrong: a real failure
+        # A peer whose API or results changed is left out (and the report says
+        # why) rather than breaking the run.
+        pytest.skip(f"{impl.label}: driver or result check failed: {exc!r}")
     benchmark.group = case.group
     benchmark.name = impl.label
     benchmark.extra_info.update(
