@@ -506,6 +506,12 @@ def probe(impl: Impl) -> dict[str, bool | None]:
     if impl._call is None:
         return out
     for name, (data, valid) in _probe_inputs().items():
+        if data.startswith(b"\r\n\r\n") and out.get("v2") is False:
+            out[name] = None  # says nothing about a parser that refuses all of v2
+            continue
+        if data.startswith(b"PROXY") and out.get("v1") is False:
+            out[name] = None
+            continue
         try:
             impl.call(data)
         except Unsupported:
