@@ -459,12 +459,16 @@ def _jsonable(value: Any) -> Any:
 
 
 class _Records(logging.Handler):
+    """Keeps the records logged from one thread (one application's loop)."""
+
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.records: list[logging.LogRecord] = []
+        self.thread: int | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
+        if record.thread == self.thread:
+            self.records.append(record)
 
 
 class ProxiedApp:
@@ -497,6 +501,7 @@ class ProxiedApp:
         failure: list[BaseException] = []
 
         def run() -> None:
+            self._records.thread = threading.get_ident()
             loop = asyncio.new_event_loop()
             self._loop = loop
             loop.set_exception_handler(lambda _loop, context: self.loop_errors.append(context))
@@ -549,6 +554,13 @@ class ProxiedApp:
 
     def records(self, level: int = logging.WARNING) -> list[logging.LogRecord]:
         return [r for r in list(self._records.records) if r.levelno >= level]
+
+    def take_records(self, level: int = logging.WARNING) -> list[logging.LogRecord]:
+        """The records at ``level`` or above so far, which problems() then forgets."""
+        taken = self.records(level)
+        for r in taken:
+            self._records.records.remove(r)
+        return taken
 
     def problems(self) -> list[str]:
         found = [f"log {r.levelname}: {r.getMessage()}" for r in self.records()]
