@@ -5,9 +5,10 @@
 #  - the sdist holds every build input and every tracked source and test;
 #  - a py3-none-any wheel builds from the sdist with PYPROXYPROTO_NO_EXTENSIONS=1;
 #  - twine check --strict and check-wheel-contents pass on all of them;
-#  - each wheel, installed into a fresh venv, passes the sdist's test suite run
-#    from a scratch directory (so nothing can import the checkout), the binary
-#    one with PYPROXYPROTO_REQUIRE_EXTENSIONS=1.
+#  - the binary wheel, installed into a fresh venv, passes the sdist's test
+#    suite with PYPROXYPROTO_REQUIRE_EXTENSIONS=1, run from a scratch directory
+#    (so nothing can import the checkout); the pure wheel, holding the same
+#    files but the extension, then imports its pure backend there.
 # Needs the `packaging` extra (pip install -e '.[packaging]'), a C compiler
 # and PyPI. The cibuildwheel identifier sets are asserted in
 # tests/test_packaging.py.
@@ -93,6 +94,10 @@ if wheel.endswith("-py3-none-any.whl") or not any(
     problems.append(f"{wheel} has no compiled pyproxyproto._parser_c")
 if not pure.endswith("-py3-none-any.whl") or binaries(pure):
     problems.append(f"{pure} is not a pure-Python py3-none-any wheel")
+# The pure wheel is tested below by import only: it must hold the same files.
+with zipfile.ZipFile(wheel) as zw, zipfile.ZipFile(pure) as zp:
+    differ = set(zw.namelist()) ^ set(zp.namelist()) ^ set(binaries(wheel))
+problems += [f"only one of the wheels has {n}" for n in sorted(differ)]
 for path in (wheel, pure):
     with zipfile.ZipFile(path) as zf:
         if "pyproxyproto/py.typed" not in zf.namelist():
@@ -113,19 +118,21 @@ step "install the binary wheel with its test extra" \
 mkdir "$work/run"
 tar -xzf "$sdist" -C "$work/run" --strip-components=1 --wildcards '*/tests' '*/pyproject.toml'
 
-# Run the suite from the scratch directory, with extra VAR=value settings.
-run_suite() {
-    (cd "$work/run" &&
-        "${clean_env[@]}" "$@" "$venv_python" -c 'import sys, pyproxyproto
-assert pyproxyproto.__file__.startswith(sys.prefix), pyproxyproto.__file__' &&
-        "${clean_env[@]}" "$@" "$venv_python" -m pytest -q -p no:cacheprovider tests)
+# Run a command from the scratch directory, in the clean environment.
+in_scratch() {
+    (cd "$work/run" && "${clean_env[@]}" "$@")
 }
-step "test suite against the installed binary wheel" run_suite PYPROXYPROTO_REQUIRE_EXTENSIONS=1
+step "the venv imports the installed wheel, not the checkout" \
+    in_scratch "$venv_python" -c 'import sys, pyproxyproto
+assert pyproxyproto.__file__.startswith(sys.prefix), pyproxyproto.__file__'
+step "test suite against the installed binary wheel" \
+    in_scratch PYPROXYPROTO_REQUIRE_EXTENSIONS=1 "$venv_python" -m pytest -q -p no:cacheprovider tests
 tail -n 1 "$work/log"
 
 step "swap in the pure-Python wheel" \
     "$venv_python" -m pip install --no-deps --force-reinstall "$pure"
-step "test suite against the installed pure-Python wheel" run_suite
-tail -n 1 "$work/log"
+step "the pure-Python wheel imports its pure backend" \
+    in_scratch "$venv_python" -c 'import pyproxyproto
+assert pyproxyproto.BACKEND == "python", pyproxyproto.BACKEND'
 
 echo "check_packaging: all packaging checks passed"
