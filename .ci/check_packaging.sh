@@ -110,13 +110,14 @@ EOF
 step "twine check --strict" "$PYTHON" -m twine check --strict "$sdist" "$wheel" "$pure"
 step "check-wheel-contents" "$PYTHON" -m check_wheel_contents "$wheel" "$pure"
 
-# A fresh venv, and a scratch directory holding only the sdist's tests.
+# A fresh venv, and a scratch directory holding only the sdist's tests (and
+# the files they read), as cibuildwheel's test-sources do.
 venv_python=$work/venv/bin/python
 step "fresh venv" "$PYTHON" -m venv "$work/venv"
 step "install the binary wheel with its test extra" \
     "${clean_env[@]}" "$venv_python" -m pip install "$wheel[test]"
 mkdir "$work/run"
-tar -xzf "$sdist" -C "$work/run" --strip-components=1 --wildcards '*/tests' '*/pyproject.toml'
+tar -xzf "$sdist" -C "$work/run" --strip-components=1 --wildcards '*/tests' '*/pyproject.toml' '*/README.md'
 
 # Run a command from the scratch directory, in the clean environment.
 in_scratch() {
