@@ -1,0 +1,185 @@
+"""The echo app: an HTTP server that tells each client what it received.
+
+It listens on two ports: one that requires a PROXY header before HTTP (what
+a load balancer with PROXY protocol enabled connects to) and one plain
+HTTP port that never looks for a header.  Every request, whatever its
+method or path, is answered with a plain-text report, and one JSON access
+line is logged per request.  HTTP is the standard library's http.server;
+ProxyProtocolMixin adds the header.
+"""
+
+from __future__ import annotations
+
+import datetime
+import http.server
+import json
+import logging
+import socket
+import socketserver
+import threading
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from ._trust import DEFAULT_TIMEOUT, format_address
+from .sockets import ProxyProtocolMixin
+
+logger = logging.getLogger("pyproxyproto.echo")
+
+MAX_BODY = 1 << 20  # larger request bodies get 413
+
+
+class EchoHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "pyproxyproto-echo"
+
+    def __getattr__(self, name: str) -> Any:
+        # http.server dispatches to do_<METHOD>: answer every method alike.
+        if name.startswith("do_"):
+            return self._echo
+        raise AttributeError(name)
+
+    def parse_request(self) -> bool:
+        self._started = time.monotonic()
+        return super().parse_request()
+
+    def _echo(self) -> None:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            self.send_error(411, "send the request body with a Content-Length")
+            return
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length < 0:
+                raise ValueError
+        except ValueError:
+            self.send_error(400, "invalid Content-Length")
+            return
+        if length > MAX_BODY:
+            self.send_error(413, f"request bodies are limited to {MAX_BODY} bytes")
+            return
+        body = self.rfile.read(length)
+        report = self._report(body).encode("utf-8")
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(report)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(report)
+
+    def _report(self, body: bytes) -> str:
+        url = urlsplit(self.path)
+        host = self.headers.get("Host") or format_address(self.server.server_address)
+        lines = [
+            f"Hostname: {socket.gethostname()}",
+            "",
+            "Request Information:",
+            f"\tclient_address={self.address_string()}",
+            f"\tmethod={self.command}",
+            f"\treal path={url.path}",
+            f"\tquery={url.query}",
+            f"\trequest_version={self.request_version.partition('/')[2]}",
+            "\trequest_scheme=http",
+            f"\trequest_uri={self.path if url.scheme else f'http://{host}{self.path}'}",
+            "",
+        ]
+        if isinstance(self.server, ProxyProtocolMixin):
+            lines += ["PROXY Header:", f"\tproxy_peer={format_address(self.request.getpeername())}"]
+            header = self.server.proxy_header(self.request)
+            if header is None:
+                lines.append("\t-not believed: the peer is not trusted-")
+            else:
+                for name, value in header.to_dict().items():
+                    if value not in (None, [], ()):
+                        lines.append(f"\t{name}={_text(value)}")
+            lines.append("")
+        lines.append("Request Headers:")
+        lines += [f"\t{name.lower()}={value}" for name, value in self.headers.items()]
+        lines += ["", "Request Body:"]
+        lines.append(body.decode("utf-8", "replace") if body else "\t-no body in request-")
+        return "\n".join(lines) + "\n"
+
+    def log_request(self, code: Any = "-", size: Any = "-") -> None:
+        proxied = isinstance(self.server, ProxyProtocolMixin)
+        record = {
+            "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
+            "client": format_address(self.client_address),
+            "proxy_peer": format_address(self.request.getpeername()) if proxied else None,
+            "method": self.command,
+            "uri": self.path,
+            "status": int(code),
+            "request_time": round(time.monotonic() - getattr(self, "_started", time.monotonic()), 6),
+        }
+        logger.info(json.dumps(record))
+
+    def address_string(self) -> str:
+        # A header's source may be a Unix socket path rather than (host, port).
+        address = self.client_address
+        return str(address[0]) if isinstance(address, tuple) else format_address(address)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # http.server's own error lines, in the same stream as the access log.
+        logger.warning("%s: %s", format_address(self.client_address), format % args)
+
+
+def _text(value: Any) -> str:
+    """One line of the report for a value of ProxyHeader.to_dict()."""
+    if isinstance(value, dict):
+        if "host" in value:
+            return format_address((value["host"], value["port"]))
+        if "type" in value:  # a TLV
+            return f"0x{value['type']:02x}:{value['value']}"
+        return " ".join(f"{k}={_text(v)}" for k, v in value.items() if v is not None)
+    if isinstance(value, list):
+        return ", ".join(_text(v) for v in value)
+    return str(value)
+
+
+class PlainEchoServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], **kwargs: Any) -> None:
+        info = socket.getaddrinfo(address[0], address[1], type=socket.SOCK_STREAM,
+                                  flags=socket.AI_PASSIVE)
+        self.address_family, _, _, _, sockaddr = info[0]
+        super().__init__(sockaddr, EchoHandler, **kwargs)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind would do a reverse DNS lookup of the address.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
+
+class ProxyEchoServer(ProxyProtocolMixin, PlainEchoServer):
+    """The PROXY port: a header first, then HTTP."""
+
+
+class EchoApp:
+    """Both servers, each serving in its own thread."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        proxy_port: int = 9080,
+        plain_port: int = 8080,
+        trusted: Any = None,
+        header_timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.proxy = ProxyEchoServer((host, proxy_port), trusted=trusted, timeout=header_timeout)
+        try:
+            self.plain = PlainEchoServer((host, plain_port))
+        except BaseException:
+            self.proxy.server_close()
+            raise
+        self._threads = [
+            threading.Thread(target=server.serve_forever, args=(0.1,), daemon=True)
+            for server in (self.proxy, self.plain)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def close(self) -> None:
+        for server in (self.proxy, self.plain):
+            server.shutdown()
+            server.server_close()
+        for thread in self._threads:
+            thread.join()
