@@ -1,0 +1,197 @@
+"""The pyproxyproto command: decode, encode, send, and --help everywhere."""
+
+import io
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+
+import pytest
+
+import pyproxyproto as pp
+from pyproxyproto import sockets
+from pyproxyproto.__main__ import main
+
+from integration_helpers import CLIENT, IN_CI, LOOPBACK, SERVER, listener, recv_all
+
+
+@pytest.fixture
+def cli(monkeypatch, capsysbinary):
+    """Run main(args) in-process: (exit status, stdout bytes, stderr text)."""
+
+    def run(*args, stdin=b""):
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
+        try:
+            code = main(list(args))
+        except SystemExit as exc:
+            code = exc.code
+        out, err = capsysbinary.readouterr()
+        return code, out, err.decode()
+
+    return run
+
+
+@pytest.mark.parametrize("command", [[], ["echo"], ["decode"], ["encode"], ["send"]])
+def test_help_everywhere(cli, command):
+    code, out, _ = cli(*command, "--help")
+    assert code == 0
+    assert out.startswith(b"usage: pyproxyproto " + " ".join(command).encode())
+
+
+def test_no_command_is_a_usage_error(cli):
+    code, _, err = cli()
+    assert code == 2 and "required: COMMAND" in err
+
+
+V2 = pp.build(CLIENT, SERVER, tlvs=[(0x02, b"example.com")], crc32c=True)
+
+
+def test_decode_hex(cli):
+    code, out, err = cli("decode", V2.hex())
+    assert code == 0 and err == ""
+    assert json.loads(out) == pp.parse(V2).to_dict()
+
+
+@pytest.mark.parametrize("args", [["decode", "-"], ["decode"]])
+def test_decode_raw_stdin(cli, args):
+    code, out, err = cli(*args, stdin=V2 + b"payload")
+    assert code == 0
+    assert json.loads(out)["authority"] == "example.com"
+    assert "7 byte(s) after the header are payload" in err
+
+
+@pytest.mark.parametrize(
+    "args, stdin, reason",
+    [
+        (["decode", "474554202f"], b"", "not a PROXY protocol header"),
+        (["decode", V2[:20].hex()], b"", "incomplete PROXY header"),
+        (["decode", (V2[:-1] + bytes([V2[-1] ^ 1])).hex()], b"", "CRC32C mismatch"),
+        (["decode", "-"], b"", "incomplete PROXY header: 0 byte(s)"),
+        (["decode", "xyz"], b"", "'xyz' is not hexadecimal"),
+    ],
+)
+def test_decode_invalid_exits_1_with_the_reason(cli, args, stdin, reason):
+    code, out, err = cli(*args, stdin=stdin)
+    assert code == 1 and out == b""
+    assert reason in err
+
+
+ADDRESSES = ["--source", "203.0.113.7:41234", "--destination", "198.51.100.1:443"]
+
+
+@pytest.mark.parametrize(
+    "options, expected",
+    [
+        ([], pp.build(CLIENT, SERVER)),
+        (["--v1"], pp.build(CLIENT, SERVER, version=1)),
+        (["--dgram"], pp.build(CLIENT, SERVER, protocol=socket.SOCK_DGRAM)),
+        (["--local"], pp.build(CLIENT, SERVER, command=pp.Command.LOCAL)),
+        (["--alpn", "h2", "--authority", "example.com", "--unique-id", "0a0b",
+          "--tlv", "0xE0:0102030405060708", "--tlv", "234:01", "--crc32c"],
+         pp.build(CLIENT, SERVER, crc32c=True, tlvs=[
+             (0x01, b"h2"), (0x02, b"example.com"), (0x05, b"\x0a\x0b"),
+             (0xE0, bytes(range(1, 9))), (0xEA, b"\x01")])),
+    ],
+)
+def test_encode(cli, options, expected):
+    assert cli("encode", *ADDRESSES, *options) == (0, expected, "")
+    assert cli("encode", *ADDRESSES, *options, "--hex") == (0, expected.hex().encode() + b"\n", "")
+
+
+def test_encode_ipv6_and_local_without_addresses(cli):
+    code, out, _ = cli("encode", "--source", "[2001:db8::7]:1", "--destination", "[::1]:2")
+    assert code == 0
+    assert pp.parse(out).source == ("2001:db8::7", 1, 0, 0)
+    code, out, _ = cli("encode", "--local")
+    assert code == 0 and pp.parse(out).command == pp.Command.LOCAL
+
+
+@pytest.mark.parametrize(
+    "args, reason",
+    [
+        (["--source", "203.0.113.7:1"], "give --source and --destination"),
+        (["--source", "203.0.113.7", "--destination", "1.2.3.4:5"], "is not HOST:PORT"),
+        (["--source", "::1:80", "--destination", "[::1]:80"], "in brackets"),
+        (["--source", "example.com:80", "--destination", "1.2.3.4:5"], "not an IPv4 or IPv6"),
+        (["--source", "1.2.3.4:70000", "--destination", "1.2.3.4:5"], "port must be"),
+        ([*ADDRESSES, "--tlv", "300:00"], "is not TYPE:HEX"),
+        ([*ADDRESSES, "--tlv", "1:zz"], "is not hexadecimal"),
+        ([*ADDRESSES, "--v1", "--alpn", "h2"], "v1 carries no TLVs"),
+        (["--source", "1.2.3.4:1", "--destination", "[::1]:2"], "different address families"),
+    ],
+)
+def test_encode_errors_in_plain_words(cli, args, reason):
+    code, out, err = cli("encode", *args)
+    assert code == 2 and out == b""
+    assert reason in err
+
+
+def serve_once(reply_prefix=b""):
+    """A one-connection loopback server that answers with what it learned."""
+    lsock = listener()
+    result = {}
+
+    def serve():
+        with lsock:
+            conn, client, header = sockets.accept(lsock, timeout=2)
+            with conn:
+                conn.settimeout(2)
+                body = recv_all(conn)
+                result["header"] = header
+                conn.sendall(reply_prefix + f"{client[0]}:{client[1]} ".encode() + body)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return lsock.getsockname(), thread, result
+
+
+def test_send(cli):
+    address, thread, result = serve_once(b"hello ")
+    code, out, err = cli("send", f"{address[0]}:{address[1]}", *ADDRESSES, "--authority",
+                         "example.com", stdin=b"ping")
+    thread.join(5)
+    assert code == 0
+    assert out == b"hello 203.0.113.7:41234 ping"
+    assert result["header"].authority == "example.com"
+    assert "sent a 42-byte PROXY v2 header and 4 byte(s) from stdin" in err
+    assert "closed the connection after 28 byte(s)" in err
+
+
+def test_send_v1_ipv6(cli):
+    address, thread, _ = serve_once()
+    code, out, _ = cli("send", f"{LOOPBACK}:{address[1]}", "--v1", "--source",
+                       "[2001:db8::7]:5", "--destination", "[2001:db8::1]:6", stdin=b"x")
+    thread.join(5)
+    assert code == 0 and out == b"2001:db8::7:5 x"
+
+
+def test_send_connection_refused(cli):
+    with listener() as lsock:
+        port = lsock.getsockname()[1]
+    code, out, err = cli("send", f"{LOOPBACK}:{port}", *ADDRESSES, "--timeout", "2")
+    assert code == 1 and out == b""
+    assert f"cannot connect to {LOOPBACK}:{port}" in err
+
+
+def test_python_dash_m_end_to_end():
+    encoded = subprocess.run(
+        [sys.executable, "-m", "pyproxyproto", "encode", *ADDRESSES, "--unique-id", "ab"],
+        capture_output=True, check=True, timeout=30,
+    ).stdout
+    decoded = subprocess.run(
+        [sys.executable, "-m", "pyproxyproto", "decode", "-"],
+        input=encoded, capture_output=True, check=True, timeout=30,
+    ).stdout
+    assert json.loads(decoded)["unique_id"] == "ab"
+
+
+def test_console_script():
+    script = shutil.which("pyproxyproto")
+    if script is None:
+        if IN_CI:
+            pytest.fail("the pyproxyproto console script is not on PATH in CI")
+        pytest.skip("pyproxyproto is not installed as a console script here")
+    done = subprocess.run([script, "decode", V2.hex()], capture_output=True, timeout=30)
+    assert done.returncode == 0 and json.loads(done.stdout)["version"] == 2
