@@ -293,7 +293,9 @@ def render(directory: str) -> str:
         "every implementation is timed back to back, the floor and the empty call included. "
         "Every entry is checked once outside the timed loop (right addresses; for ours every "
         "field, the typed views and a rejected wrong CRC32C). Settings: "
-        f"min_time {opts.get('min_time', '?')} s per round (iterations calibrated to it), "
+        f"min_time {opts.get('min_time', '?')} s per round (iterations calibrated to it; rounds "
+        "shorter than a scheduler time slice, so on a shared machine most rounds run "
+        "uninterrupted and the median ignores the others), "
         f"max_time {opts.get('max_time', '?')} s, min_rounds {opts.get('min_rounds', '?')}, "
         f"warmup {'on' if opts.get('warmup') else 'off'}, gc disabled while timing: "
         f"{opts.get('disable_gc')}, timer {opts.get('timer', '?')}. How each peer is driven:")
