@@ -105,7 +105,7 @@ class EchoHandler(http.server.BaseHTTPRequestHandler):
             "client": format_address(self.client_address),
             "proxy_peer": format_address(self.request.getpeername()) if proxied else None,
             "method": self.command,
-            "uri": self.path,
+            "uri": getattr(self, "path", None),  # unset if the request line was bad
             "status": int(code),
             "request_time": round(time.monotonic() - getattr(self, "_started", time.monotonic()), 6),
         }
