@@ -180,6 +180,7 @@ class _HeaderProtocol(asyncio.Protocol):
         self._peer: Any = None
         self._trusted = True
         self._buffer: bytearray | None = None
+        self._needed = 0  # the length the parser last asked for
         self._received = 0
         self._timer: asyncio.TimerHandle | None = None
         self._done = False
@@ -202,9 +203,12 @@ class _HeaderProtocol(asyncio.Protocol):
         else:
             self._buffer += data
             buffer = self._buffer
+            if len(buffer) < self._needed:
+                return  # a long v2 header still arriving: nothing to decide yet
         try:
             header = parse(buffer, v1=self._policy.v1, v2=self._policy.v2)
-        except Incomplete:
+        except Incomplete as exc:
+            self._needed = exc.needed
             if self._buffer is None:
                 self._buffer = bytearray(data)
             return

@@ -54,23 +54,24 @@ def recv_header(
     deadline = None if timeout is None else time.monotonic() + timeout
     saved = sock.gettimeout()
     taken = bytearray()
-    data = b""
+    peeked = b""
+    needed = 0  # parse at once: even an empty buffer says how much to peek
     try:
         while True:
-            try:
-                header = parse(data, v1=v1, v2=v2)
-                break
-            except Incomplete as exc:
-                needed = exc.needed
-            # The data is a strict prefix of a header, so every peeked byte
-            # belongs to it: take them, so that the next peek blocks until
-            # more arrive instead of returning the same bytes again.
-            _recv_exactly(sock, len(data) - len(taken), taken, deadline)
+            if len(taken) + len(peeked) >= needed:
+                try:
+                    header = parse(bytes(taken) + peeked, v1=v1, v2=v2)
+                    break
+                except Incomplete as exc:
+                    needed = exc.needed
+            # What we have is a strict prefix of a header, so every peeked
+            # byte belongs to it: take them, so that the next peek blocks
+            # until more arrive instead of returning the same bytes again.
+            _recv_exactly(sock, len(peeked), taken, deadline)
             _set_remaining(sock, deadline)
             peeked = sock.recv(max(needed, FIRST_PEEK) - len(taken), socket.MSG_PEEK)
             if not peeked:
                 raise closed_before_header(len(taken), needed)
-            data = bytes(taken) + peeked
         _recv_exactly(sock, header.length - len(taken), taken, deadline)
         return header
     except TimeoutError:

@@ -182,6 +182,20 @@ def test_one_mebibyte_payload_arrives_intact(protocol, monkeypatch):
     assert hashlib.sha256(reply).digest() == hashlib.sha256(payload).digest()
 
 
+def test_large_v2_header_in_pieces():
+    header = pp.build(CLIENT, SERVER, tlvs=[(0xE5, b"x" * 60000)])
+    data = header + PAYLOAD
+    pieces = [data[i : i + 4096] for i in range(0, len(data), 4096)]
+
+    async def main():
+        async with serving(Recorder) as address:
+            reply, _ = await send(address, *pieces, pause=0.001)
+        return reply, Recorder.instances[0].extra["proxy_header"]
+
+    reply, parsed = run(main())
+    assert reply == PAYLOAD and parsed.tlvs == ((0xE5, b"x" * 60000),)
+
+
 def test_bytes_after_the_header_wait_while_the_protocol_is_paused():
     events = []
 
