@@ -203,6 +203,7 @@ backend app
                 version, cipher = sock.version(), sock.cipher()[0]
             seen = app.next_seen()
     assert echoed == b"no certificate"
+    assert same_address(report["peername"], client)
     assert same_address(seen.peername, client)
     info = seen.header.ssl
     assert info.client == 0x01  # TLS, but no client certificate
@@ -256,6 +257,7 @@ backend app
                 report, echoed = exchange(sock, b"plain")
             seen = app.next_seen()
     assert echoed == b"plain"
+    assert same_address(report["peername"], client)
     h = seen.header
     assert same_address(h.source, client)
     assert sorted(t for t, _ in h.tlvs) == sorted(

@@ -138,6 +138,7 @@ def test_nginx_terminating_tls(clean, certs):
             client = sock.getsockname()
             report, echoed = exchange(sock, b"over TLS to nginx\n" * 1000)
     assert echoed == b"over TLS to nginx\n" * 1000
+    assert tuple(report["peername"]) == tuple(client)
     seen = clean["app4"].next_seen()
     assert tuple(seen.peername) == tuple(client)
     assert tuple(seen.sockname) == (LOOPBACK4, port)
