@@ -15,6 +15,7 @@ import collections
 import functools
 import logging
 import ssl as _ssl
+import sys
 from asyncio import sslproto
 from typing import Any, Callable
 
@@ -74,6 +75,8 @@ def wrap(
     }
     if ssl_options and ssl is None:
         raise ValueError(f"{', '.join(ssl_options)} is only meaningful with ssl")
+    if "ssl_shutdown_timeout" in ssl_options and sys.version_info < (3, 11):
+        raise ValueError("ssl_shutdown_timeout needs Python 3.11 or later")
 
     def factory(*args: Any, **kwargs: Any) -> asyncio.Protocol:
         return _HeaderProtocol(

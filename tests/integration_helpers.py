@@ -82,7 +82,7 @@ def recv_all(sock: socket.socket) -> bytes:
     while True:
         try:
             chunk = sock.recv(65536)
-        except ConnectionResetError:
+        except (ConnectionResetError, ConnectionAbortedError):
             break
         if not chunk:
             break

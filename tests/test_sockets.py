@@ -135,7 +135,8 @@ def test_slowloris_is_cut_at_the_deadline_not_before():
         job["thread"].join(5)
     assert isinstance(info.value, TimeoutError)
     assert "within 0.5 s" in str(info.value)
-    assert timeout <= elapsed < timeout + 0.3
+    # The lower bound allows for coarse OS timers.
+    assert timeout - 0.02 <= elapsed < timeout + 0.3
 
 
 @pytest.mark.parametrize("own_timeout", [None, 7.0, 0.0])
