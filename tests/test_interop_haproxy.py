@@ -561,3 +561,38 @@ backend checked
     assert app.problems() == []
     # Not even a debug record: every check connection carried its header.
     assert [r.getMessage() for r in app.records(logging.DEBUG)] == []
+
+
+# -- TLS passthrough: HAProxy in TCP mode, the application terminates TLS -------
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_tls_passthrough_to_aio_wrap_ssl(haproxy_version, certs, workdir, family):
+    """HAProxy forwards the client's TLS bytes untouched after a v2 header;
+    aio.wrap(ssl=...) reads the header in plaintext, then does the handshake."""
+    host = host_for(family)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(certs.ca))
+    server_ctx.load_cert_chain(str(certs.server_cert), str(certs.server_key))
+    server_ctx.verify_mode = ssl.CERT_REQUIRED
+    probe, front = peers.free_port(), peers.free_port(host)
+    with ProxiedApp(host, ssl=server_ctx) as app:
+        body = f"""
+frontend passthrough
+    bind {url_host(host)}:{front}
+    default_backend app
+backend app
+    server app {url_host(host)}:{app.port} send-proxy-v2 proxy-v2-options crc32c
+"""
+        with peers.haproxy(config(body, probe), workdir, (LOOPBACK4, probe)):
+            with tls_client(certs, host, front) as sock:
+                client = sock.getsockname()
+                payload = os.urandom(100_000)
+                report, echoed = exchange(sock, payload)
+            seen = app.next_seen()
+    assert echoed == payload
+    assert same_address(report["peername"], client)
+    assert same_address(seen.peername, client)
+    h = seen.header
+    assert h.version == 2 and h.crc32c is not None
+    assert same_address(h.destination, (host, front))
+    assert app.problems() == []

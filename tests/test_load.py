@@ -144,8 +144,45 @@ class _Echo(asyncio.Protocol):
             self.stats["unfinished"] += 1
 
 
-def serve() -> None:
-    """Entry point of the child: prints its ports, then answers "stats" and
+async def _echo_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """What _Echo does, written for aio.start_server."""
+    stats = _Echo.stats
+    _Echo.live.add(writer)
+    stats["open"] += 1
+    stats["handled"] += 1
+    stats["max_open"] = max(stats["max_open"], stats["open"])
+    left = -1
+    try:
+        writer.write(READY)
+        (left,) = struct.unpack(">I", await reader.readexactly(4))
+        digest = hashlib.sha256()
+        while left:
+            chunk = await reader.read(min(left, 1 << 16))
+            if not chunk:
+                break
+            left -= len(chunk)
+            digest.update(chunk)
+            writer.write(chunk)
+            await writer.drain()
+        if left == 0:
+            peer = writer.get_extra_info("peername")
+            writer.write(digest.digest() + json.dumps({"peer": [peer[0], peer[1]]}).encode() + b"\n")
+            await writer.drain()
+            stats["completed"] += 1
+    except (ConnectionError, asyncio.IncompleteReadError):
+        pass
+    finally:
+        stats["open"] -= 1
+        if left != 0:
+            stats["unfinished"] += 1
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+
+def serve(mode: str = "protocol") -> None:
+    """Entry point of the child: serves with aio.wrap ("protocol") or
+    aio.start_server ("streams"), prints its ports, then answers "stats" and
     "quit" on stdin with one JSON line each."""
     from pyproxyproto import aio
 
@@ -168,10 +205,17 @@ def serve() -> None:
         loop.set_exception_handler(
             lambda _l, ctx: loop_errors.append(f"{ctx.get('message')} {ctx.get('exception')!r}")
         )
-        factory = aio.wrap(_Echo, timeout=HEADER_TIMEOUT)
-        servers = [await loop.create_server(factory, peers.LOOPBACK4, 0, backlog=4096)]
-        if peers.ipv6_loopback():
-            servers.append(await loop.create_server(factory, peers.LOOPBACK6, 0, backlog=4096))
+        hosts = [peers.LOOPBACK4] + ([peers.LOOPBACK6] if peers.ipv6_loopback() else [])
+        servers = []
+        for host in hosts:
+            if mode == "streams":
+                server = await aio.start_server(
+                    _echo_stream, host, 0, timeout=HEADER_TIMEOUT, backlog=4096
+                )
+            else:
+                factory = aio.wrap(_Echo, timeout=HEADER_TIMEOUT)
+                server = await loop.create_server(factory, host, 0, backlog=4096)
+            servers.append(server)
         ports = {s.sockets[0].family.name: s.sockets[0].getsockname()[1] for s in servers}
         print(json.dumps({"ports": ports}), flush=True)
         reader = asyncio.StreamReader()
@@ -403,19 +447,20 @@ async def one_round(ports: dict, rng: random.Random) -> Round:
 
 
 class Server:
-    def __init__(self) -> None:
+    def __init__(self, mode: str) -> None:
         env = dict(os.environ)
         package_root = str(Path(pp.__file__).resolve().parent.parent)
         tests = str(Path(__file__).resolve().parent)
         env["PYTHONPATH"] = os.pathsep.join([tests, package_root, env.get("PYTHONPATH", "")])
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", "import test_load; test_load.serve()"],
+            [sys.executable, "-c", f"import test_load; test_load.serve({mode!r})"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=env,
             text=True,
         )
+        self.mode = mode
         self.stderr: list[str] = []
         threading.Thread(target=self._drain_stderr, daemon=True).start()
         self.ports = self._answer(30)["ports"]
@@ -470,9 +515,10 @@ def fd_limit():
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-@pytest.fixture
-def server():
-    s = Server()
+@pytest.fixture(params=["protocol", "streams"])
+def server(request):
+    """The server process: aio.wrap around a Protocol, or aio.start_server."""
+    s = Server(request.param)
     try:
         yield s
     finally:
@@ -523,7 +569,7 @@ def test_thousand_concurrent_connections_with_faults(server, fd_limit, capsys):
         )
     total = time.monotonic() - started
     with capsys.disabled():
-        print("\nload:", f"server RSS at start {base['rss'] / 2**20:.1f} MiB;", "; ".join(figures),
+        print(f"\nload ({server.mode}):", f"server RSS at start {base['rss'] / 2**20:.1f} MiB;", "; ".join(figures),
               f"; total {total:.1f} s")
     # Flat memory after the warm-up rounds.
     base_rss, base_traced = rss[WARMUP - 1], traced[WARMUP - 1]
