@@ -32,7 +32,9 @@ def _host_port(text: str, *, ip_only: bool) -> tuple[Any, ...]:
     if bracketed:
         host = host[1:-1]
     elif ":" in host:
-        raise argparse.ArgumentTypeError(f"{text!r}: write an IPv6 address in brackets, as [::1]:80")
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: write an IPv6 address in brackets, as [::1]:80"
+        )
     if not port.isdigit() or int(port) > 0xFFFF:
         raise argparse.ArgumentTypeError(f"{text!r}: the port must be a number from 0 to 65535")
     if not ip_only:
@@ -254,7 +256,8 @@ def _parser() -> argparse.ArgumentParser:
                     "received. The PROXY port expects a PROXY header before HTTP; the "
                     "plain port never looks for one. Port 0 picks a free port.",
     )
-    echo.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    echo.add_argument("--host", default="127.0.0.1",
+                      help="address to listen on (default: %(default)s)")
     echo.add_argument("--proxy-port", type=_port, default=9080,
                       help="port that requires a PROXY header (default: %(default)s)")
     echo.add_argument("--plain-port", type=_port, default=8080,
@@ -281,7 +284,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Build a PROXY header and write it to stdout (raw bytes, or hex with --hex).",
     )
     _add_header_options(encode)
-    encode.add_argument("--hex", action="store_true", help="write hex and a newline instead of raw bytes")
+    encode.add_argument("--hex", action="store_true",
+                        help="write hex and a newline instead of raw bytes")
     encode.set_defaults(run=_encode)
 
     send = commands.add_parser(

@@ -100,6 +100,7 @@ class EchoHandler(http.server.BaseHTTPRequestHandler):
 
     def log_request(self, code: Any = "-", size: Any = "-") -> None:
         proxied = isinstance(self.server, ProxyProtocolMixin)
+        now = time.monotonic()
         record = {
             "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
             "client": format_address(self.client_address),
@@ -107,7 +108,7 @@ class EchoHandler(http.server.BaseHTTPRequestHandler):
             "method": self.command,
             "uri": getattr(self, "path", None),  # unset if the request line was bad
             "status": int(code),
-            "request_time": round(time.monotonic() - getattr(self, "_started", time.monotonic()), 6),
+            "request_time": round(time.monotonic() - getattr(self, "_started", now), 6),
         }
         logger.info(json.dumps(record))
 

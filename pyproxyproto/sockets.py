@@ -182,7 +182,9 @@ class ProxyProtocolMixin:
         policy = self._proxy_policy
         if policy.reject and not policy.trusts(client_address):
             # Closed (by socketserver) before a byte is read.
-            log_rejection("closed connection", client_address, "peer is not in the trusted networks")
+            log_rejection(
+                "closed connection", client_address, "peer is not in the trusted networks"
+            )
             return False
         return super().verify_request(request, client_address)  # type: ignore[misc]
 

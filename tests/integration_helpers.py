@@ -111,7 +111,8 @@ def self_signed_cert(directory: Path) -> tuple[str, str]:
     require(openssl is not None, "the openssl command")
     cert, key = directory / "cert.pem", directory / "key.pem"
     subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-days", "1",
          "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
          "-keyout", str(key), "-out", str(cert)],
         check=True, capture_output=True, timeout=60,
@@ -161,7 +162,7 @@ class EchoProcess:
         """The JSON access lines logged so far (waits for at least one)."""
         deadline = time.monotonic() + timeout
         while True:
-            found = [json.loads(l) for l in list(self.stderr) if l.startswith("{")]
+            found = [json.loads(line) for line in list(self.stderr) if line.startswith("{")]
             if found or time.monotonic() > deadline:
                 return found
             time.sleep(0.02)

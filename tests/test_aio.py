@@ -466,10 +466,10 @@ def tls_exchange(address, header, line, cafile):
                 break
             except ssl.SSLWantReadError:
                 sock.sendall(outgoing.read())
-                data = sock.recv(65536)
-                if not data:
-                    raise ConnectionError("closed during the TLS handshake")
-                incoming.write(data)
+            data = sock.recv(65536)
+            if not data:
+                raise ConnectionError("closed during the TLS handshake")
+            incoming.write(data)
         tls.write(line)
         sock.sendall(outgoing.read())
         reply = b""

@@ -92,7 +92,8 @@ def test_proxy_port_reports_the_real_client(echo):
 
 def test_plain_port_never_parses_a_header(echo):
     conn = http.client.HTTPConnection(LOOPBACK, echo.plain_port, timeout=5)
-    conn.request("GET", "/plain", headers={"X-Forwarded-For": "192.0.2.1", "X-Real-IP": "192.0.2.1"})
+    forwarded = {"X-Forwarded-For": "192.0.2.1", "X-Real-IP": "192.0.2.1"}
+    conn.request("GET", "/plain", headers=forwarded)
     response = conn.getresponse()
     text = response.read().decode()
     conn.close()
