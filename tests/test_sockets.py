@@ -214,6 +214,23 @@ def test_accept_ipv6_source():
     assert address == CLIENT6 and header.destination == SERVER6
 
 
+def test_ipv4_mapped_peer_matches_an_ipv4_range():
+    lsock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    try:
+        lsock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        lsock.bind(("::ffff:127.0.0.1", 0))
+        lsock.listen(1)
+    except (OSError, AttributeError):
+        lsock.close()
+        pytest.skip("no dual-stack loopback socket here")
+    with lsock, connect((LOOPBACK, lsock.getsockname()[1])) as client:
+        client.sendall(V2)
+        conn, address, header = sockets.accept(lsock, trusted=["127.0.0.0/8"], timeout=1)
+        with conn:
+            assert conn.getpeername()[0] == "::ffff:127.0.0.1"
+    assert address == CLIENT and header is not None
+
+
 def test_accept_rejects_untrusted_before_reading(caplog):
     outcome, client = accept_with(V2 + PAYLOAD, trusted=["10.0.0.0/8"])
     with client:
