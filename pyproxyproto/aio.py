@@ -225,7 +225,8 @@ class _HeaderProtocol(asyncio.Protocol):
     def eof_received(self) -> bool:
         # A connect-and-close (a TCP health check) is not worth a warning.
         level = logging.WARNING if self._received else logging.DEBUG
-        self._give_up(str(closed_before_header(self._received, self._received + 1)), level)
+        needed = max(self._needed, self._received + 1)
+        self._give_up(str(closed_before_header(self._received, needed)), level)
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
