@@ -226,7 +226,9 @@ def haproxy(config: str, directory: Path, ready: tuple[str, int], timeout: float
     )
     if check.returncode != 0:
         # Our config, so a refusal is a bug in the test, not a missing peer.
-        raise AssertionError(f"haproxy -c rejected the config:\n{check.stdout}{check.stderr}\n{config}")
+        raise AssertionError(
+            f"haproxy -c rejected the config:\n{check.stdout}{check.stderr}\n{config}"
+        )
     peer = Peer("haproxy", [exe, "-db", "-f", str(path)], str(directory))
     try:
         try:
@@ -295,7 +297,8 @@ def nginx(stream_block: str, directory: Path, ready: tuple[str, int], timeout: f
             wait_for_connect(*ready, timeout=timeout, proc=peer)
         except PeerFailed as exc:
             log = directory / "error.log"
-            need(False, f"nginx could not be started: {exc} {log.read_text() if log.exists() else ''}")
+            text = log.read_text() if log.exists() else ""
+            need(False, f"nginx could not be started: {exc} {text}")
         yield peer
     finally:
         peer.stop()
@@ -380,8 +383,13 @@ def make_certs(directory: Path) -> Certs:
     serial = 1000
     for name, subject in (("server", SERVER_NAME), ("client", CLIENT_CN)):
         serial += 1
-        openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", f"{name}.key")
-        openssl("req", "-new", "-key", f"{name}.key", "-subj", f"/CN={subject}", "-out", f"{name}.csr")
+        openssl(
+            "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-out", f"{name}.key",
+        )
+        openssl(
+            "req", "-new", "-key", f"{name}.key", "-subj", f"/CN={subject}", "-out", f"{name}.csr"
+        )
         openssl(
             "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
             "-set_serial", str(serial), "-days", "3", "-sha256",
@@ -564,7 +572,9 @@ class ProxiedApp:
 
     def problems(self) -> list[str]:
         found = [f"log {r.levelname}: {r.getMessage()}" for r in self.records()]
-        found += [f"loop error: {c.get('message')} {c.get('exception')!r}" for c in self.loop_errors]
+        found += [
+            f"loop error: {c.get('message')} {c.get('exception')!r}" for c in self.loop_errors
+        ]
         return found
 
 

@@ -119,7 +119,8 @@ def same_address(a, b) -> bool:
 def tls_frontend(name, host, port, certs, backend, verify="required", extra=""):
     return f"""\
 frontend {name}
-    bind {url_host(host)}:{port} ssl crt {certs.server_pem} ca-file {certs.ca} verify {verify} alpn http/1.1
+    bind {url_host(host)}:{port} ssl crt {certs.server_pem} ca-file {certs.ca} \
+        verify {verify} alpn http/1.1
     unique-id-format {UNIQUE_ID_FORMAT}
     {extra}
     default_backend {backend}
@@ -526,7 +527,8 @@ def test_health_checks_with_check_send_proxy(haproxy_version, workdir, kind, fam
         body = f"""
 backend checked
     option log-health-checks
-{check_options}    server app {url_host(host)}:{app.port} check inter 100 rise 1 fall 1 check-send-proxy {server_options}
+{check_options}    server app {url_host(host)}:{app.port} check inter 100 rise 1 fall 1 \
+        check-send-proxy {server_options}
 """
         with peers.haproxy(config(body, probe), workdir, (LOOPBACK4, probe)) as proxy:
             line = proxy.wait_for_line(lambda l: "Health check for server checked/app" in l)

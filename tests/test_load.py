@@ -166,7 +166,8 @@ async def _echo_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
             await writer.drain()
         if left == 0:
             peer = writer.get_extra_info("peername")
-            writer.write(digest.digest() + json.dumps({"peer": [peer[0], peer[1]]}).encode() + b"\n")
+            line = json.dumps({"peer": [peer[0], peer[1]]}).encode() + b"\n"
+            writer.write(digest.digest() + line)
             await writer.drain()
             stats["completed"] += 1
     except (ConnectionError, asyncio.IncompleteReadError):
@@ -569,8 +570,11 @@ def test_thousand_concurrent_connections_with_faults(server, fd_limit, capsys):
         )
     total = time.monotonic() - started
     with capsys.disabled():
-        print(f"\nload ({server.mode}):", f"server RSS at start {base['rss'] / 2**20:.1f} MiB;", "; ".join(figures),
-              f"; total {total:.1f} s")
+        print(
+            f"\nload ({server.mode}): server RSS at start {base['rss'] / 2**20:.1f} MiB;",
+            "; ".join(figures),
+            f"; total {total:.1f} s",
+        )
     # Flat memory after the warm-up rounds.
     base_rss, base_traced = rss[WARMUP - 1], traced[WARMUP - 1]
     assert max(rss[WARMUP:]) - base_rss <= RSS_SLACK, [x / 2**20 for x in rss]
