@@ -480,7 +480,8 @@ class _Records(logging.Handler):
 
 
 class ProxiedApp:
-    """An asyncio server behind ``aio.wrap`` on its own event loop thread.
+    """An asyncio server behind ``aio.wrap`` on its own event loop thread,
+    on a loopback TCP port or, when ``host`` is a path, a unix socket.
 
     ``seen`` yields a Seen per connection the application was handed;
     ``problems()`` lists pyproxyproto log records at WARNING or above and the
@@ -515,10 +516,15 @@ class ProxiedApp:
             loop.set_exception_handler(lambda _loop, context: self.loop_errors.append(context))
             try:
                 factory = aio.wrap(lambda: _ReportingEcho(self), **self.options)
-                self._server = loop.run_until_complete(
-                    loop.create_server(factory, self.host, 0, backlog=128)
-                )
-                self.port = self._server.sockets[0].getsockname()[1]
+                if self.host.startswith("/"):  # a unix socket's path
+                    self._server = loop.run_until_complete(
+                        loop.create_unix_server(factory, self.host, backlog=128)
+                    )
+                else:
+                    self._server = loop.run_until_complete(
+                        loop.create_server(factory, self.host, 0, backlog=128)
+                    )
+                    self.port = self._server.sockets[0].getsockname()[1]
             except BaseException as exc:  # reported to the starting thread
                 failure.append(exc)
                 started.set()

@@ -270,6 +270,44 @@ backend app
     assert app.problems() == []
 
 
+def test_send_proxy_v2_to_a_unix_socket(haproxy_version, workdir):
+    """HAProxy in front of an application on a unix socket, the usual
+    same-host layout: the TCP client's address arrives through the header,
+    and the health checks' LOCAL headers keep the socket's own (unnamed) peer."""
+    probe, front = peers.free_port(), peers.free_port()
+    path = str(workdir / "app.sock")
+    with ProxiedApp(path, timeout=2.0) as app:
+        body = f"""
+frontend plain
+    bind {LOOPBACK4}:{front}
+    default_backend app
+backend app
+    option log-health-checks
+    server app unix@{path} send-proxy-v2 proxy-v2-options crc32c \
+        check inter 200 check-send-proxy
+"""
+        with peers.haproxy(config(body, probe), workdir, (LOOPBACK4, probe)) as proxy:
+            proxy.wait_for_line(lambda l: "Health check for server app/app succeeded" in l)
+            with socket.create_connection((LOOPBACK4, front), timeout=10) as sock:
+                client = sock.getsockname()
+                report, echoed = exchange(sock, b"over a unix socket")
+            deadline = time.monotonic() + 10
+            while not any(s.header.source for s in app.all_seen) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            seen = list(app.all_seen)
+    assert echoed == b"over a unix socket"
+    assert same_address(report["peername"], client)
+    proxied = [s for s in seen if s.header.command == pp.Command.PROXY]
+    checks = [s for s in seen if s.header.command == pp.Command.LOCAL]
+    assert len(proxied) == 1 and checks
+    assert same_address(proxied[0].peername, client)
+    assert same_address(proxied[0].sockname, (LOOPBACK4, front))
+    for s in checks:
+        assert s.peername == s.proxy_peername  # the unix socket's own peer
+        assert s.sockname == path
+    assert app.problems() == []
+
+
 # -- (b) HAProxy's CRC32C, checked on the captured bytes ------------------------
 
 
