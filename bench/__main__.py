@@ -157,6 +157,7 @@ def _run_parse(out: str, quick: bool, select: str | None) -> int:
             return status or 1
         for b in data.get("benchmarks", []):
             b["stats"].pop("data", None)
+            b.pop("params", None)  # reprs of the case and implementation objects
         data.get("machine_info", {}).get("cpu", {}).pop("flags", None)
         with open(json_path, "w") as f:
             json.dump(data, f, indent=1)

@@ -227,8 +227,9 @@ def render(directory: str) -> str:
             f"the reply names the client the server saw. Load generator: a second process with "
             f"{acc['concurrency']} connections in flight; {acc['repeats']} runs of "
             f"{acc['duration_s']:g} s (at most {acc['max_conns']:,} connections) per mode, "
-            f"interleaved; medians. Client and server share the machine's cores, so server "
-            f"CPU per connection is the steadier figure.")
+            f"interleaved; medians. Client and server share the machine's cores (and, on a "
+            f"busy machine, other work), so differences within the spread of the runs are "
+            f"noise; server CPU per connection is the steadier figure.")
         add("")
         modes = acc["modes"]
         plain = modes.get("plain", {})
@@ -239,13 +240,16 @@ def render(directory: str) -> str:
         for mode, m in modes.items():
             rel = (m["conns_per_s"] / plain["conns_per_s"]) if plain.get("conns_per_s") else None
             cpu = m.get("server_cpu_us_per_conn")
+            runs = m.get("conns_per_s_runs") or [m["conns_per_s"]]
             rows.append([desc.get(mode, mode), f"{m['conns_per_s']:,.0f}",
+                         f"{min(runs):,.0f}–{max(runs):,.0f}",
                          f"{rel:.2f}" if rel else "—",
                          f"{cpu:,.0f} µs" if cpu else "—",
                          f"{cpu - plain['server_cpu_us_per_conn']:+,.0f} µs"
                          if cpu and plain.get("server_cpu_us_per_conn") else "—",
                          f"{m['connections']:,}", str(m["errors"])])
-        lines += _table(["server", "connections/s", "vs plain", "server CPU / conn",
+        lines += _table(["server", "connections/s", "runs (min–max)", "vs plain",
+                         "server CPU / conn",
                          "vs plain", "connections", "errors"], rows)
 
     # -- capabilities ------------------------------------------------------------------
@@ -333,7 +337,7 @@ def chart(directory: str, path: str) -> bool:
     impls = [i for i in IMPLS if i.key in CHART_IMPLS and any((c.key, i.key) in med for c in CASES)]
     if not impls:
         return False
-    fig, ax = plt.subplots(figsize=(10, 11), dpi=110)
+    fig, ax = plt.subplots(figsize=(10, 12), dpi=110)
     height = 0.8 / len(impls)
     colors = plt.get_cmap("tab10")
     ticks = []
@@ -356,7 +360,8 @@ def chart(directory: str, path: str) -> bool:
     ax.set_xlabel("median time per call (ns, log scale) — shorter is faster")
     ax.set_title("PROXY header parse time, header + 100 payload bytes")
     ax.grid(axis="x", which="both", alpha=0.3)
-    ax.legend(loc="lower right", fontsize=7.5, framealpha=0.9)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.06), ncol=3, fontsize=8,
+              frameon=False)
     xmin, xmax = ax.get_xlim()
     ax.set_xlim(xmin, xmax * 1.6)
     fig.tight_layout()
