@@ -18,7 +18,7 @@ The peers are driven the way their own server integrations drive them:
   followed by payload.
 * gunicorn: ``Request.parse`` reads a first chunk into a bytearray and hands
   it to ``Request._handle_proxy_protocol(unreader, buf, cfg.proxy_protocol)``
-  (gunicorn >= 25), which returns the bytes after the header; older
+  (gunicorn >= 24.1), which returns the bytes after the header; older
   gunicorn reads the first line and calls ``Request.proxy_protocol(line)``
   (v1 only).  The timed call is that method on a Request set up once, with
   ``proxy_protocol = auto`` and ``proxy_allow_ips = *`` (no allow-list
@@ -284,7 +284,7 @@ class _NoMoreData:
 def _gunicorn_driver(req: Any) -> tuple[Callable[..., Any], Callable[[bytes], tuple]]:
     """(timed call taking the prepared buffer, call(data) -> (info, rest))."""
     unreader = _NoMoreData()
-    if hasattr(req, "_handle_proxy_protocol"):          # gunicorn >= 25: v1 and v2
+    if hasattr(req, "_handle_proxy_protocol"):          # gunicorn >= 24.1: v1 and v2
         mode = req.cfg.proxy_protocol
         handle = req._handle_proxy_protocol
 
@@ -348,7 +348,7 @@ def _gunicorn_notes() -> str:
     except ImportError:
         return "not installed"
     if hasattr(Request, "_handle_proxy_protocol"):
-        return ("v1+v2 (v2 since gunicorn 25); TLVs skipped unparsed and unchecked; no CRC32C "
+        return ("v1+v2 (v2 since gunicorn 24.1); TLVs skipped unparsed and unchecked; no CRC32C "
                 "check; v1 UNKNOWN, UDP and UNIX refused; copies the buffer")
     return "v1 only; v1 UNKNOWN refused"
 
