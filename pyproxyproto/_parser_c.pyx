@@ -10,7 +10,7 @@ the TLV tuple and the typed views only when the caller reads them.
 cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from cpython.unicode cimport PyUnicode_Check, PyUnicode_DecodeASCII
+from cpython.unicode cimport PyUnicode_Check
 from libc.stdint cimport uint8_t, uint16_t, uint32_t
 from libc.string cimport memcmp, memcpy, memset
 
@@ -29,6 +29,8 @@ cdef extern from "pp_inet.h":
 
 cdef extern from "Python.h":
     object PyUnicode_DecodeFSDefaultAndSize(const char *s, Py_ssize_t size)
+    object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
+    void *PyUnicode_DATA(object o)
 
 
 __all__ = ["ProxyHeader", "parse", "crc32c", "crc32c_impl"]
@@ -202,12 +204,14 @@ cdef class ProxyHeader:
 
 cdef object _ip_tuple(const unsigned char *a, uint16_t port, bint v6):
     cdef char text[48]
-    cdef int n
+    cdef int n = pp_format_ipv6(a, text) if v6 else pp_format_ipv4(a, text)
+    # The formatter writes ASCII only: copy it into a fresh 1-byte-kind str
+    # instead of decoding (and re-checking) it.
+    cdef object host = PyUnicode_New(n, 127)
+    memcpy(PyUnicode_DATA(host), text, n)
     if v6:
-        n = pp_format_ipv6(a, text)
-        return (PyUnicode_DecodeASCII(text, n, NULL), port, 0, 0)
-    n = pp_format_ipv4(a, text)
-    return (PyUnicode_DecodeASCII(text, n, NULL), port)
+        return (host, port, 0, 0)
+    return (host, port)
 
 
 cdef object _unix_path(const char *raw):
