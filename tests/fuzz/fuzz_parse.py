@@ -16,6 +16,7 @@ coverage is not fed back unless it was built with -fsanitize=fuzzer-no-link).
 Both backends must be present: a differential fuzzer with one side is no use.
 """
 
+import importlib.util
 import os
 import sys
 
@@ -23,6 +24,8 @@ import atheris
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+if importlib.util.find_spec("pyproxyproto") is None:  # a checkout, not installed
+    sys.path.insert(1, os.path.dirname(os.path.dirname(HERE)))
 
 with atheris.instrument_imports(include=["pyproxyproto"]):
     import pyproxyproto  # noqa: F401
@@ -35,6 +38,8 @@ import differential  # noqa: E402
 if "cython" not in differential.BACKENDS:
     sys.exit("fuzz_parse: pyproxyproto._parser_c is not importable; build it first "
              "(python setup.py build_ext --inplace)")
+print(f"fuzz_parse: differential fuzzing of {differential.BACKENDS['cython'].__file__} "
+      f"against {differential.BACKENDS['python'].__file__}", file=sys.stderr)
 
 
 def test_one_input(data: bytes) -> None:

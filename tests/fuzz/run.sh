@@ -39,6 +39,7 @@ status=0
     -print_final_stats=1 -artifact_prefix="$artifacts/" \
     "$@" "$corpus" "$here/corpus" >"$log" 2>&1 || status=$?
 
+grep -m1 '^fuzz_parse: differential' "$log" || true
 runs=$(grep -Eo 'Done [0-9]+ runs in [0-9]+ second' "$log" | tail -n 1 | grep -Eo '[0-9]+' | head -n 1 || true)
 if [ -z "$runs" ]; then
     # -fork mode and early stops report the last status line instead.
