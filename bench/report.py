@@ -52,6 +52,7 @@ def load(directory: str) -> dict[str, Any]:
         "medians": medians,
         "spread": spread,
         "options": parse["benchmarks"][0]["options"] if parse["benchmarks"] else {},
+        "passes": parse.get("passes", 1),
         "accept": read("accept.json"),
         "callgrind": read("callgrind.json"),
         "env": read("env.json") or {},
@@ -302,7 +303,10 @@ def render(directory: str) -> str:
         "uninterrupted and the median ignores the others), "
         f"max_time {opts.get('max_time', '?')} s, min_rounds {opts.get('min_rounds', '?')}, "
         f"warmup {'on' if opts.get('warmup') else 'off'}, gc disabled while timing: "
-        f"{opts.get('disable_gc')}, timer {opts.get('timer', '?')}. How each peer is driven:")
+        f"{opts.get('disable_gc')}, timer {opts.get('timer', '?')}. The whole suite ran "
+        f"{data['passes']} time(s); each figure is the median of the passes' medians (their "
+        f"values are in `parse.json`, `extra_info.pass_medians_ns`), so a burst of other work "
+        f"during one pass does not decide a result. How each peer is driven:")
     add("")
     add("- **proxy-protocol**: its asyncio integration (`ProxyProtocolReader.read`) grows a "
         "bytearray from the stream (`readexactly`/`readline`) and calls "
