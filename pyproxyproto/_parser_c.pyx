@@ -74,8 +74,11 @@ cdef enum:
 # -- the header object -------------------------------------------------------------
 
 
+# Its fields hold only str, int, bytes and tuples of them: no cycles, so the
+# garbage collector need not track it.
 @cython.freelist(32)
 @cython.final
+@cython.no_gc
 @cython.auto_pickle(False)
 cdef class ProxyHeader:
     """A parsed PROXY header.  Immutable; equal by value."""

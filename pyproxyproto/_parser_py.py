@@ -274,9 +274,7 @@ def _tlv_length_error(tlv_type: int, off: int, length: int) -> InvalidHeader:
 def _verify_crc(data: bytes, off: int, total: int) -> None:
     value = off + C.TLV_HEADER_LENGTH
     expected = int.from_bytes(data[value : value + 4], "big")
-    crc = _crc32c(data[:value])
-    crc = _crc32c(b"\0\0\0\0", crc)
-    computed = _crc32c(data[value + 4 : total], crc)
+    computed = _crc32c(b"".join((data[:value], b"\0\0\0\0", data[value + 4 : total])))
     if computed != expected:
         raise ChecksumMismatch(
             C.MSG_V2_CHECKSUM.format(offset=off, expected=expected, computed=computed),
