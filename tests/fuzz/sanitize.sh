@@ -81,8 +81,14 @@ mkdir -p "$out/src" "$out/canary" "$out/shim"
 real_python=$("$python" -c 'import sys; print(sys.executable)')
 printf '#!/bin/sh\nLD_PRELOAD=%s PYTHONMALLOC=malloc exec %s "$@"\n' "$runtime" "$real_python" >"$out/shim/python"
 chmod +x "$out/shim/python"
-printf 'import os, sys\nos.environ.pop("LD_PRELOAD", None)\nsys.executable = %s\n' \
-    "'$out/shim/python'" >"$out/shim/sitecustomize.py"
+# It also drops the finder of an editable install of the checkout (as in
+# .ci/run's venv), which would otherwise supply modules missing from the copy.
+cat >"$out/shim/sitecustomize.py" <<EOF
+import os, sys
+os.environ.pop("LD_PRELOAD", None)
+sys.executable = "$out/shim/python"
+sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in getattr(f, "__module__", "")]
+EOF
 export PYTHONPATH=$out/shim${PYTHONPATH:+:$PYTHONPATH}
 python=$out/shim/python
 
@@ -117,11 +123,23 @@ for bug in "heap_overflow:AddressSanitizer: heap-buffer-overflow" "signed_overfl
 done
 
 say "building the extension with $cc: $flags"
-(cd "$out/src" && CC=$cc CFLAGS="$flags" LDFLAGS="$ldflags" PYPROXYPROTO_REQUIRE_EXTENSIONS=1 \
-    "$real_python" setup.py -q build_ext --inplace --build-temp "$out/tmp" >"$out/build.log" 2>&1) || {
+# pip builds a wheel in an isolated environment with pyproject's build
+# requirements (a venv's own setuptools may be too old); setuptools adds
+# CFLAGS and LDFLAGS to the compile and link commands.  The wheel's
+# extension then goes into the copy of the package.
+(cd "$out/src" && CC=$cc LDSHARED="$cc -shared" CFLAGS="$flags" LDFLAGS="$ldflags" \
+    PYPROXYPROTO_REQUIRE_EXTENSIONS=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    "$real_python" -m pip wheel --no-deps --no-cache-dir --wheel-dir "$out/wheel" . >"$out/build.log" 2>&1) || {
     cat "$out/build.log" >&2
     exit 1
 }
+"$real_python" - "$out"/wheel/pyproxyproto-*.whl "$out/src" <<'EOF'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as wheel:
+    names = [n for n in wheel.namelist() if n.startswith("pyproxyproto/_parser_c.") and n.endswith(".so")]
+    assert len(names) == 1, names
+    wheel.extract(names[0], sys.argv[2])
+EOF
 so=$(ls "$out"/src/pyproxyproto/_parser_c.*.so)
 for sym in __asan_report_load1 __ubsan_handle_; do
     if ! nm -D --undefined-only "$so" | grep -q "$sym"; then
