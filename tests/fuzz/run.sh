@@ -36,7 +36,7 @@ status=0
 # The first corpus directory receives new inputs; the seeds come second.
 "$python" "$here/fuzz_parse.py" \
     -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=4096 \
-    -print_final_stats=1 -artifact_prefix="$artifacts/" \
+    -print_final_stats=1 -artifact_prefix="$artifacts/" -dict="$here/proxy.dict" \
     "$@" "$corpus" "$here/corpus" >"$log" 2>&1 || status=$?
 
 grep -m1 '^fuzz_parse: differential' "$log" || true
