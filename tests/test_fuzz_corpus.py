@@ -14,10 +14,10 @@ FUZZ_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fuzz")
 CORPUS_DIR = os.path.join(FUZZ_DIR, "corpus")
 sys.path.insert(0, FUZZ_DIR)
 
-import differential  # noqa: E402
-import make_corpus  # noqa: E402
+import differential
+import make_corpus
 
-from pyproxyproto import InvalidHeader, _parser_py  # noqa: E402
+from pyproxyproto import InvalidHeader, _parser_py
 
 SEEDS = sorted(os.listdir(CORPUS_DIR))
 

@@ -69,7 +69,7 @@ from pyproxyproto import (
     _parser_py,
 )
 
-__all__ = ["BACKENDS", "check", "reference_crc32c", "describe"]
+__all__ = ["BACKENDS", "check", "describe", "reference_crc32c"]
 
 
 def _flag(name: str) -> bool:
@@ -90,14 +90,14 @@ def _load_backends() -> dict:
 BACKENDS = _load_backends()
 
 FLAG_SETS = [
-    dict(v1=v1, v2=v2, verify_checksum=verify)
+    {"v1": v1, "v2": v2, "verify_checksum": verify}
     for v1, v2 in ((True, True), (True, False), (False, True))
     for verify in (True, False)
 ]
 DEFAULT = FLAG_SETS[0]
 NO_VERIFY = FLAG_SETS[1]
-assert DEFAULT == dict(v1=True, v2=True, verify_checksum=True)
-assert NO_VERIFY == dict(v1=True, v2=True, verify_checksum=False)
+assert DEFAULT == {"v1": True, "v2": True, "verify_checksum": True}
+assert NO_VERIFY == {"v1": True, "v2": True, "verify_checksum": False}
 
 V2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
 CRC_TYPE = 0x03
@@ -145,7 +145,7 @@ assert reference_crc32c(b"123456789") == 0xE3069283  # the standard check value
 class Outcome:
     """What one parse() call did: a header, or a ProxyProtocolError."""
 
-    __slots__ = ("header", "error", "key")
+    __slots__ = ("error", "header", "key")
 
     def __init__(self, header=None, error=None):
         self.header = header
@@ -416,11 +416,11 @@ def _crc_status(raw: bytes, tlvs) -> tuple | None:
 
 def _rebuild_plan(h) -> tuple[dict, dict]:
     """build() arguments for ``h``, and the fields the rebuilt header must have."""
-    kwargs = dict(version=h.version, command=h.command)
-    expect = dict(
-        version=h.version, command=h.command, family=int(h.family), protocol=int(h.protocol),
-        source=h.source, destination=h.destination, tlvs=h.tlvs, length=None,
-    )
+    kwargs = {"version": h.version, "command": h.command}
+    expect = {
+        "version": h.version, "command": h.command, "family": int(h.family), "protocol": int(h.protocol),
+        "source": h.source, "destination": h.destination, "tlvs": h.tlvs, "length": None,
+    }
     if h.version == 2:
         kwargs["tlvs"] = h.tlvs
         expect["length"] = h.length
@@ -442,10 +442,10 @@ def _rebuild_plan(h) -> tuple[dict, dict]:
 
 
 def _fields(h) -> dict:
-    return dict(
-        version=h.version, command=h.command, family=int(h.family), protocol=int(h.protocol),
-        source=h.source, destination=h.destination, tlvs=h.tlvs, length=h.length,
-    )
+    return {
+        "version": h.version, "command": h.command, "family": int(h.family), "protocol": int(h.protocol),
+        "source": h.source, "destination": h.destination, "tlvs": h.tlvs, "length": h.length,
+    }
 
 
 def _check_round_trip(data: bytes, h) -> None:

@@ -28,12 +28,12 @@ if importlib.util.find_spec("pyproxyproto") is None:  # a checkout, not installe
     sys.path.insert(1, os.path.dirname(os.path.dirname(HERE)))
 
 with atheris.instrument_imports(include=["pyproxyproto"]):
-    import pyproxyproto  # noqa: F401
-    import pyproxyproto._build  # noqa: F401
-    import pyproxyproto._parser_py  # noqa: F401
+    import pyproxyproto
+    import pyproxyproto._build
+    import pyproxyproto._parser_py
     import pyproxyproto._views  # noqa: F401
 
-import differential  # noqa: E402
+import differential
 
 if "cython" not in differential.BACKENDS:
     sys.exit("fuzz_parse: pyproxyproto._parser_c is not importable; build it first "

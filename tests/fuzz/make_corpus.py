@@ -64,7 +64,7 @@ def ssl_value(client: int, verify: int, subs: list[tuple[int, bytes]]) -> bytes:
 def generate() -> dict[str, bytes]:
     pp = _import_pp()
     build = pp.build
-    LOCAL, PROXY = pp.Command.LOCAL, pp.Command.PROXY
+    LOCAL = pp.Command.LOCAL
     DGRAM = socket.SOCK_DGRAM
     out: dict[str, bytes] = {}
 

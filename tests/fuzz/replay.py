@@ -21,7 +21,7 @@ sys.path.insert(0, HERE)
 if importlib.util.find_spec("pyproxyproto") is None:  # a checkout, not installed
     sys.path.insert(1, os.path.dirname(os.path.dirname(HERE)))
 
-import differential  # noqa: E402
+import differential
 
 
 def inputs(paths):
