@@ -182,7 +182,8 @@ def test_package_uses_the_extension_when_built(both_backends):
 
 
 def test_require_extensions_fails_loudly_without_it(tmp_path):
-    # A copy of the package without the compiled module.
+    # A copy of the package without the compiled module; -S keeps site
+    # (and an editable install's finder) from supplying the real one.
     import shutil
 
     src = os.path.dirname(pp.__file__)
@@ -191,13 +192,13 @@ def test_require_extensions_fails_loudly_without_it(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(tmp_path), "PYPROXYPROTO_REQUIRE_EXTENSIONS": "1"}
     env.pop("PYPROXYPROTO_NO_EXTENSIONS", None)
     out = subprocess.run(
-        [sys.executable, "-c", "import pyproxyproto"], env=env, capture_output=True, text=True,
+        [sys.executable, "-S", "-c", "import pyproxyproto"], env=env, capture_output=True, text=True,
         cwd=tmp_path,
     )
     assert out.returncode != 0 and "ImportError" in out.stderr
     env.pop("PYPROXYPROTO_REQUIRE_EXTENSIONS")
     out = subprocess.run(
-        [sys.executable, "-c", "import pyproxyproto; print(pyproxyproto.BACKEND)"],
+        [sys.executable, "-S", "-c", "import pyproxyproto; print(pyproxyproto.BACKEND)"],
         env=env, capture_output=True, text=True, cwd=tmp_path, check=True,
     )
     assert out.stdout.strip() == "python"
