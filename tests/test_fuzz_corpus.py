@@ -51,6 +51,8 @@ def test_both_backends_when_required():
     # differential for real, never silently one-sided.
     if os.environ.get("PYPROXYPROTO_REQUIRE_EXTENSIONS", "") in ("", "0"):
         pytest.skip("PYPROXYPROTO_REQUIRE_EXTENSIONS is not set")
+    if os.environ.get("PYPROXYPROTO_NO_EXTENSIONS", "") not in ("", "0"):
+        pytest.skip("PYPROXYPROTO_NO_EXTENSIONS selects the pure backend alone")
     assert sorted(differential.BACKENDS) == ["cython", "python"]
 
 
