@@ -15,7 +15,11 @@ def _flag(name: str) -> bool:
     return os.environ.get(name, "") not in ("", "0")
 
 
-def _load() -> tuple[ModuleType, str]:
+def available() -> dict[str, ModuleType]:
+    """The backends these switches allow, by name (tests compare them all)."""
+    from . import _parser_py
+
+    found = {"python": _parser_py}
     if not _flag(C.ENV_NO_EXTENSIONS):
         try:
             from . import _parser_c
@@ -23,10 +27,10 @@ def _load() -> tuple[ModuleType, str]:
             if _flag(C.ENV_REQUIRE_EXTENSIONS):
                 raise
         else:
-            return _parser_c, "cython"
-    from . import _parser_py
-
-    return _parser_py, "python"
+            found["cython"] = _parser_c
+    return found
 
 
-impl, BACKEND = _load()
+_AVAILABLE = available()
+BACKEND = "cython" if "cython" in _AVAILABLE else "python"
+impl = _AVAILABLE[BACKEND]

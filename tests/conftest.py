@@ -6,31 +6,12 @@ disabled by PYPROXYPROTO_NO_EXTENSIONS; with PYPROXYPROTO_REQUIRE_EXTENSIONS
 a missing extension is an error, not a silent skip.
 """
 
-import importlib
-import os
-
 import pytest
 
 import pyproxyproto
-from pyproxyproto import _parser_py
+from pyproxyproto._backend import available
 
-
-def _flag(name):
-    return os.environ.get(name, "") not in ("", "0")
-
-
-def _backends():
-    found = {"python": _parser_py}
-    if not _flag("PYPROXYPROTO_NO_EXTENSIONS"):
-        try:
-            found["cython"] = importlib.import_module("pyproxyproto._parser_c")
-        except ImportError:
-            if _flag("PYPROXYPROTO_REQUIRE_EXTENSIONS"):
-                raise
-    return found
-
-
-BACKENDS = _backends()
+BACKENDS = available()
 
 
 @pytest.fixture(scope="session", params=sorted(BACKENDS), ids=lambda name: name)

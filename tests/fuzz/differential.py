@@ -53,9 +53,7 @@ any of these fails for the bytes ``data``:
 
 from __future__ import annotations
 
-import importlib
 import json
-import os
 import socket
 import zlib
 
@@ -66,28 +64,12 @@ from pyproxyproto import (
     Incomplete,
     InvalidHeader,
     ProxyProtocolError,
-    _parser_py,
 )
+from pyproxyproto._backend import available
 
 __all__ = ["BACKENDS", "check", "describe", "reference_crc32c"]
 
-
-def _flag(name: str) -> bool:
-    return os.environ.get(name, "") not in ("", "0")
-
-
-def _load_backends() -> dict:
-    found = {"python": _parser_py}
-    if not _flag("PYPROXYPROTO_NO_EXTENSIONS"):
-        try:
-            found["cython"] = importlib.import_module("pyproxyproto._parser_c")
-        except ImportError:
-            if _flag("PYPROXYPROTO_REQUIRE_EXTENSIONS"):
-                raise
-    return found
-
-
-BACKENDS = _load_backends()
+BACKENDS = available()
 
 FLAG_SETS = [
     {"v1": v1, "v2": v2, "verify_checksum": verify}
