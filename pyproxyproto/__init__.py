@@ -6,12 +6,14 @@ from ._backend import BACKEND, impl as _impl
 from ._build import build
 from ._errors import (
     ChecksumMismatch,
+    ConnectionClosed,
     HeaderTimeout,
     Incomplete,
     InvalidHeader,
     ProxyProtocolError,
+    UntrustedPeer,
 )
-from ._views import Command, SSLInfo
+from ._header import Command, SSLInfo
 
 __version__ = "0.1.0"
 
@@ -25,12 +27,14 @@ __all__ = [
     "BACKEND",
     "ChecksumMismatch",
     "Command",
+    "ConnectionClosed",
     "HeaderTimeout",
     "Incomplete",
     "InvalidHeader",
     "ProxyHeader",
     "ProxyProtocolError",
     "SSLInfo",
+    "UntrustedPeer",
     "build",
     "parse",
 ]

@@ -16,7 +16,7 @@ from typing import Any, Union
 from . import _constants as C
 from ._backend import impl
 from ._inet import ipv4_pack, ipv4_text, ipv6_pack, ipv6_text
-from ._views import Command
+from ._header import Command
 
 Address = Union[tuple, str, bytes]
 

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 from . import BACKEND, Command, ProxyProtocolError, __version__, build, parse
 from ._constants import PP2_TYPE_ALPN, PP2_TYPE_AUTHORITY, PP2_TYPE_UNIQUE_ID
-from ._trust import DEFAULT_TIMEOUT, trusted_networks
+from ._policy import DEFAULT_TIMEOUT, trusted_networks
 
 EXIT_INVALID = 1  # decode: the input is not a valid header; send: the connection failed
 EXIT_USAGE = 2  # argparse's own status for bad arguments
@@ -207,7 +207,7 @@ def _send(args: argparse.Namespace) -> int:
 
 
 def _echo(args: argparse.Namespace) -> int:
-    from .echo import EchoApp  # http.server is only needed here
+    from ._echo import EchoApp  # http.server is only needed here
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:

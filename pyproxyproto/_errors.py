@@ -1,8 +1,13 @@
-"""Exceptions raised by every part of pyproxyproto."""
+"""Exceptions raised by every part of pyproxyproto.
+
+``Incomplete`` is flow control ("read more"), so it is not a ValueError: a
+caller's ``except ValueError`` around a parse must not swallow a header
+that is still arriving.  Bad input (``InvalidHeader``) is a ValueError.
+"""
 
 
-class ProxyProtocolError(ValueError):
-    """Base class of everything the parser raises about its input."""
+class ProxyProtocolError(Exception):
+    """Base class of everything pyproxyproto raises about a header."""
 
 
 class Incomplete(ProxyProtocolError):
@@ -16,8 +21,11 @@ class Incomplete(ProxyProtocolError):
         super().__init__(message)
         self.needed = needed
 
+    def __reduce__(self) -> tuple[type, tuple[str, int]]:
+        return (type(self), (str(self), self.needed))
 
-class InvalidHeader(ProxyProtocolError):
+
+class InvalidHeader(ProxyProtocolError, ValueError):
     """No continuation of the data can become a valid header.
 
     ``offset`` is the byte at which that became certain.
@@ -26,6 +34,9 @@ class InvalidHeader(ProxyProtocolError):
     def __init__(self, message: str, offset: int) -> None:
         super().__init__(message)
         self.offset = offset
+
+    def __reduce__(self) -> tuple[type, tuple[str, int]]:
+        return (type(self), (str(self), self.offset))
 
 
 class ChecksumMismatch(InvalidHeader):
@@ -36,6 +47,32 @@ class ChecksumMismatch(InvalidHeader):
         self.expected = expected
         self.computed = computed
 
+    def __reduce__(self) -> tuple[type, tuple[str, int, int, int]]:  # type: ignore[override]
+        return (type(self), (str(self), self.offset, self.expected, self.computed))
+
+
+class ConnectionClosed(ProxyProtocolError, ConnectionError):
+    """The peer closed the connection before the header was complete.
+
+    ``received`` bytes had arrived; ``needed`` is the length the parser
+    had asked for.
+    """
+
+    def __init__(self, received: int, needed: int) -> None:
+        super().__init__(
+            f"connection closed after {received} byte(s), before the PROXY header "
+            f"was complete (at least {needed} needed)"
+        )
+        self.received = received
+        self.needed = needed
+
+    def __reduce__(self) -> tuple[type, tuple[int, int]]:
+        return (type(self), (self.received, self.needed))
+
 
 class HeaderTimeout(TimeoutError):
     """The whole header did not arrive within the allowed time."""
+
+
+class UntrustedPeer(ConnectionError):
+    """The peer is outside the trusted networks, so its connection was closed."""

@@ -2,7 +2,7 @@ from typing import Any
 
 from typing_extensions import Buffer
 
-from ._views import Command, SSLInfo
+from ._header import Command, SSLInfo
 
 class ProxyHeader:
     @property

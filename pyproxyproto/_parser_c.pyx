@@ -15,7 +15,7 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t
 from libc.string cimport memcmp, memcpy, memset
 
 from . import _constants as C
-from . import _views
+from . import _header as H
 from ._errors import ChecksumMismatch, Incomplete, InvalidHeader
 
 
@@ -37,9 +37,9 @@ __all__ = ["ProxyHeader", "parse", "crc32c", "crc32c_impl"]
 
 # Python objects read once at import: the error path formats these, the hot
 # path never touches them.
-cdef tuple _FAMILIES = _views.FAMILIES
-cdef tuple _PROTOCOLS = _views.PROTOCOLS
-cdef tuple _COMMANDS = _views.COMMANDS
+cdef tuple _FAMILIES = H.FAMILIES
+cdef tuple _PROTOCOLS = H.PROTOCOLS
+cdef tuple _COMMANDS = H.COMMANDS
 cdef tuple _EMPTY = ()
 cdef bytes _SIG = C.V2_SIGNATURE
 cdef bytes _V1_PREFIX = C.V1_PREFIX
@@ -151,58 +151,58 @@ cdef class ProxyHeader:
 
     @property
     def alpn(self):
-        return _views.alpn(self)
+        return H.alpn(self)
 
     @property
     def authority(self):
-        return _views.authority(self)
+        return H.authority(self)
 
     @property
     def unique_id(self):
-        return _views.unique_id(self)
+        return H.unique_id(self)
 
     @property
     def netns(self):
-        return _views.netns(self)
+        return H.netns(self)
 
     @property
     def crc32c(self):
-        return _views.crc32c(self)
+        return H.crc32c(self)
 
     @property
     def ssl(self):
-        return _views.ssl(self)
+        return H.ssl(self)
 
     @property
     def aws_vpce_id(self):
-        return _views.aws_vpce_id(self)
+        return H.aws_vpce_id(self)
 
     @property
     def azure_link_id(self):
-        return _views.azure_link_id(self)
+        return H.azure_link_id(self)
 
     @property
     def gcp_psc_connection_id(self):
-        return _views.gcp_psc_connection_id(self)
+        return H.gcp_psc_connection_id(self)
 
     def to_dict(self):
-        return _views.header_to_dict(self)
+        return H.header_to_dict(self)
 
     def __eq__(self, other):
         if not isinstance(other, ProxyHeader):
             return NotImplemented
-        return _views.key(self) == _views.key(other)
+        return H.key(self) == H.key(other)
 
     def __ne__(self, other):
         if not isinstance(other, ProxyHeader):
             return NotImplemented
-        return _views.key(self) != _views.key(other)
+        return H.key(self) != H.key(other)
 
     def __hash__(self):
-        return hash(_views.key(self))
+        return hash(H.key(self))
 
     def __repr__(self):
-        return _views.header_repr(self)
+        return H.header_repr(self)
 
 
 cdef object _ip_tuple(const unsigned char *a, uint16_t port, bint v6):

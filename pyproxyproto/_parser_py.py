@@ -15,7 +15,7 @@ from struct import Struct
 from typing import Any
 
 from . import _constants as C
-from . import _views
+from . import _header as H
 from ._crc32c import crc32c as _crc32c
 from ._errors import ChecksumMismatch, Incomplete, InvalidHeader
 from ._inet import ipv4_text, ipv6_pack, ipv6_text
@@ -24,9 +24,9 @@ __all__ = ["ProxyHeader", "parse", "crc32c"]
 
 crc32c = _crc32c
 
-_FAMILIES = _views.FAMILIES
-_PROTOCOLS = _views.PROTOCOLS
-_COMMANDS = _views.COMMANDS
+_FAMILIES = H.FAMILIES
+_PROTOCOLS = H.PROTOCOLS
+_COMMANDS = H.COMMANDS
 _AF_INET = socket.AF_INET
 _AF_INET6 = socket.AF_INET6
 _SOCK_STREAM = socket.SOCK_STREAM
@@ -64,29 +64,29 @@ class ProxyHeader:
     length = property(lambda self: self._length)
     tlvs = property(lambda self: self._tlvs)
 
-    alpn = property(_views.alpn)
-    authority = property(_views.authority)
-    unique_id = property(_views.unique_id)
-    netns = property(_views.netns)
-    crc32c = property(_views.crc32c)
-    ssl = property(_views.ssl)
-    aws_vpce_id = property(_views.aws_vpce_id)
-    azure_link_id = property(_views.azure_link_id)
-    gcp_psc_connection_id = property(_views.gcp_psc_connection_id)
+    alpn = property(H.alpn)
+    authority = property(H.authority)
+    unique_id = property(H.unique_id)
+    netns = property(H.netns)
+    crc32c = property(H.crc32c)
+    ssl = property(H.ssl)
+    aws_vpce_id = property(H.aws_vpce_id)
+    azure_link_id = property(H.azure_link_id)
+    gcp_psc_connection_id = property(H.gcp_psc_connection_id)
 
     def to_dict(self) -> dict[str, Any]:
-        return _views.header_to_dict(self)
+        return H.header_to_dict(self)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ProxyHeader):
             return NotImplemented
-        return _views.key(self) == _views.key(other)
+        return H.key(self) == H.key(other)
 
     def __hash__(self) -> int:
-        return hash(_views.key(self))
+        return hash(H.key(self))
 
     def __repr__(self) -> str:
-        return _views.header_repr(self)
+        return H.header_repr(self)
 
 
 def _header(

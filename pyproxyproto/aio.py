@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from . import parse
 from ._errors import HeaderTimeout, Incomplete, ProxyProtocolError
-from ._trust import (
+from ._policy import (
     DEFAULT_TIMEOUT,
     Policy,
     check_timeout,
@@ -139,7 +139,7 @@ async def read_header(
     """Read exactly one PROXY header from a StreamReader.
 
     What follows the header stays in the reader.  Raises HeaderTimeout
-    after ``timeout`` seconds, Incomplete if the stream ends mid-header,
+    after ``timeout`` seconds, ConnectionClosed if the stream ends mid-header,
     InvalidHeader for a bad one.
     """
     check_timeout(timeout)

@@ -14,12 +14,11 @@ import time
 from typing import Any
 
 from . import parse
-from ._errors import HeaderTimeout, Incomplete, ProxyProtocolError
-from ._trust import (
+from ._errors import HeaderTimeout, Incomplete, ProxyProtocolError, UntrustedPeer
+from ._policy import (
     DEFAULT_TIMEOUT,
     FIRST_PEEK,
     Policy,
-    UntrustedPeer,
     check_timeout,
     check_versions,
     closed_before_header,
@@ -41,7 +40,7 @@ def recv_header(
 
     ``timeout`` bounds the whole header, however fragmented (None: wait
     forever); past it, HeaderTimeout.  A peer that closes mid-header raises
-    Incomplete, a bad header InvalidHeader.  The socket's own timeout is
+    ConnectionClosed, a bad header InvalidHeader.  The socket's own timeout is
     left as it was found.
     """
     check_timeout(timeout)
@@ -138,7 +137,7 @@ def accept(
     (``header`` is then None: it was consumed, not believed).  When the
     connection is given up on it is closed, one record is logged on the
     "pyproxyproto" logger, and the reason is raised: UntrustedPeer,
-    InvalidHeader, Incomplete (closed mid-header) or HeaderTimeout.
+    InvalidHeader, ConnectionClosed (closed mid-header) or HeaderTimeout.
     """
     policy = Policy(trusted=trusted, on_untrusted=on_untrusted, timeout=timeout, v1=v1, v2=v2)
     conn, peer = listening_sock.accept()

@@ -416,7 +416,7 @@ def test_read_header_timeout():
 
 
 def test_read_header_end_of_stream_and_invalid():
-    assert isinstance(read_header_with([V2[:20]])["error"], pp.Incomplete)
+    assert isinstance(read_header_with([V2[:20]])["error"], pp.ConnectionClosed)
     assert isinstance(read_header_with([PAYLOAD])["error"], pp.InvalidHeader)
     assert isinstance(read_header_with([V1], v1=False)["error"], pp.InvalidHeader)
 

@@ -29,7 +29,7 @@ def test_every_proper_prefix_is_incomplete_with_exact_needed(backend, name):
             expected = len(header)
         assert info.value.needed == expected, (n, str(info.value))
         assert isinstance(info.value, pp.ProxyProtocolError)
-        assert isinstance(info.value, ValueError)
+        assert not isinstance(info.value, ValueError)
 
 
 def test_empty_input_needs(backend):
@@ -151,7 +151,13 @@ def test_public_names():
     assert issubclass(pp.ChecksumMismatch, pp.InvalidHeader)
     assert issubclass(pp.InvalidHeader, pp.ProxyProtocolError)
     assert issubclass(pp.Incomplete, pp.ProxyProtocolError)
-    assert issubclass(pp.ProxyProtocolError, ValueError)
+    # Incomplete is flow control: an `except ValueError` must not swallow it.
+    assert not issubclass(pp.Incomplete, ValueError)
+    assert issubclass(pp.InvalidHeader, ValueError)
+    assert issubclass(pp.ConnectionClosed, pp.ProxyProtocolError)
+    assert issubclass(pp.ConnectionClosed, ConnectionError)
+    assert not issubclass(pp.ConnectionClosed, pp.Incomplete)
+    assert issubclass(pp.UntrustedPeer, ConnectionError)
     assert issubclass(pp.HeaderTimeout, TimeoutError)
 
 

@@ -309,7 +309,7 @@ def backend(request):
 
 
 @pytest.mark.parametrize("kind", sorted(VALID))
-def test_valid_headers_and_views(backend, kind):
+def test_valid_headers_and_header(backend, kind):
     parse, iterations = backend
     assert_flat(valid_loop(parse, VALID[kind]), iterations, f"{parse.__module__} {kind}")
 

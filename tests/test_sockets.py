@@ -151,12 +151,13 @@ def test_the_socket_timeout_is_left_as_found(own_timeout):
         assert server.gettimeout() == own_timeout
 
 
-def test_peer_closing_mid_header_raises_incomplete():
+def test_peer_closing_mid_header_raises_connection_closed():
     with tcp_pair() as (server, client):
         client.sendall(V2[:20])
         client.shutdown(socket.SHUT_WR)
-        with pytest.raises(pp.Incomplete, match="connection closed after 20 byte"):
+        with pytest.raises(pp.ConnectionClosed, match="connection closed after 20 byte") as info:
             sockets.recv_header(server, timeout=2)
+        assert (info.value.received, info.value.needed) == (20, len(V2))
 
 
 @pytest.mark.parametrize(
@@ -234,7 +235,7 @@ def test_ipv4_mapped_peer_matches_an_ipv4_range():
 def test_accept_rejects_untrusted_before_reading(caplog):
     outcome, client = accept_with(V2 + PAYLOAD, trusted=["10.0.0.0/8"])
     with client:
-        assert isinstance(outcome, sockets.UntrustedPeer)
+        assert isinstance(outcome, pp.UntrustedPeer)
         assert closed_by_peer(client)
     [message] = rejections(caplog)
     assert "127.0.0.1:" in message and "not in the trusted networks" in message

@@ -145,7 +145,7 @@ def ssl_value(client, verify, *subs):
     return bytes([client]) + struct.pack("!I", verify) + b"".join(tlv(t, v) for t, v in subs)
 
 
-def test_all_tlvs_in_wire_order_and_views_from_the_first(backend):
+def test_all_tlvs_in_wire_order_and_header_from_the_first(backend):
     ssl = ssl_value(
         C.PP2_CLIENT_SSL | C.PP2_CLIENT_CERT_CONN,
         0,
@@ -190,7 +190,7 @@ def test_all_tlvs_in_wire_order_and_views_from_the_first(backend):
     assert [t for t, _ in s.tlvs] == list(range(0x21, 0x29))
 
 
-def test_views_absent_are_none(backend):
+def test_header_absent_are_none(backend):
     h = backend.parse(v2(0x21, 0x11, INET))
     for name in ("alpn", "authority", "unique_id", "netns", "crc32c", "ssl",
                  "aws_vpce_id", "azure_link_id", "gcp_psc_connection_id"):
@@ -214,7 +214,7 @@ def test_malformed_custom_values_keep_the_header_valid(backend, t, value, view):
     assert h.tlvs == ((t, value),)
 
 
-def test_text_views_never_raise(backend):
+def test_text_header_never_raise(backend):
     h = backend.parse(v2(0x21, 0x11, INET + tlv(C.PP2_TYPE_AUTHORITY, b"\xff\xfe")))
     assert h.authority == "\ufffd\ufffd"
     assert h.tlvs[0][1] == b"\xff\xfe"

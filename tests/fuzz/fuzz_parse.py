@@ -31,7 +31,7 @@ with atheris.instrument_imports(include=["pyproxyproto"]):
     import pyproxyproto
     import pyproxyproto._build
     import pyproxyproto._parser_py
-    import pyproxyproto._views  # noqa: F401
+    import pyproxyproto._header  # noqa: F401
 
 import differential
 

@@ -21,7 +21,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from ._trust import DEFAULT_TIMEOUT, format_address
+from ._policy import DEFAULT_TIMEOUT, format_address
 from .sockets import ProxyProtocolMixin
 
 logger = logging.getLogger("pyproxyproto.echo")

@@ -1,4 +1,4 @@
-"""What both backends' ProxyHeader share: the enums, SSLInfo, the typed
+"""The header model both backends share: the enums, SSLInfo, the typed
 TLV views, repr, equality and to_dict.
 
 A backend's only job is to parse; everything here reads the parsed fields

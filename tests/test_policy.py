@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from pyproxyproto import _trust, aio, sockets
-from pyproxyproto._trust import Policy, TrustedNetworks, format_address, trusted_networks
+from pyproxyproto import _policy, aio, sockets
+from pyproxyproto._policy import Policy, TrustedNetworks, format_address, trusted_networks
 
 
 def test_ipv4_and_ipv6_ranges():
@@ -134,7 +134,7 @@ def test_format_address(address, text):
 
 def test_rejection_log_record(caplog):
     caplog.set_level(logging.DEBUG, logger="pyproxyproto")
-    _trust.log_rejection("closed connection", ("10.0.0.1", 5), "why")
+    _policy.log_rejection("closed connection", ("10.0.0.1", 5), "why")
     [record] = caplog.records
     assert record.name == "pyproxyproto" and record.levelno == logging.WARNING
     assert record.getMessage() == "closed connection from 10.0.0.1:5: why"

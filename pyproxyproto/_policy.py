@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from typing import Any, Union
 
 from ._constants import V1_MAX_LENGTH
-from ._errors import Incomplete
+from ._errors import ConnectionClosed
 
 logger = logging.getLogger("pyproxyproto")
 
@@ -31,10 +31,6 @@ DEFAULT_TIMEOUT = 5.0
 # v1 line fits, and so does a v2 header's fixed part, whose length field then
 # says exactly how much more to read.
 FIRST_PEEK = V1_MAX_LENGTH
-
-
-class UntrustedPeer(ConnectionError):
-    """The peer is outside the trusted networks, so its connection was closed."""
 
 
 class TrustedNetworks:
@@ -175,12 +171,8 @@ class Policy:
         return host in self.networks
 
 
-def closed_before_header(received: int, needed: int) -> Incomplete:
-    return Incomplete(
-        f"connection closed after {received} byte(s), before the PROXY header "
-        f"was complete (at least {needed} needed)",
-        needed,
-    )
+def closed_before_header(received: int, needed: int) -> ConnectionClosed:
+    return ConnectionClosed(received, needed)
 
 
 def timeout_message(timeout: float | None, received: int) -> str:
