@@ -1,32 +1,37 @@
-"""Accept-loop benchmark: connections per second through an asyncio server.
+"""Accept-loop benchmark: what a PROXY header costs an asyncio server per connection.
 
-The server (this process) listens on 127.0.0.1 and answers each connection
-with a tiny HTTP/1.0 response whose body is the client address it sees, then
-closes.  A load generator in a second process (``python -m bench.accept_loop
-client ...``) keeps a fixed number of connections in flight; each one sends a
+A server process answers each connection with a tiny HTTP/1.0 response whose
+body is the client address it sees, then closes.  The load generator is a
+small C program (``bench/loadgen.c``, compiled here with gcc into
+``build/bench/``; never shipped) in another process: a few threads with an
+epoll loop each keep a fixed number of connections in flight; each sends a
 PROXY v2 header and a small request in one write, reads the reply to EOF and
-checks the body: ``127.0.0.1`` for the plain server, the header's source for
-the PROXY servers.  Every run is bounded by time and by connection count, and
-only loopback is used.
+checks the body: ``127.0.0.1`` for a plain server, the header's source for a
+PROXY one.  Only 127.0.0.1 is used; every run is bounded by time and by
+connection count, and the generator has a watchdog.
 
-Server modes:
-  plain  a plain asyncio.Protocol (no PROXY support: the baseline)
-  parse  the same protocol calling pyproxyproto.parse itself on its first read
-         (no buffering of split headers, no timeout, no trust check)
-  wrap   the plain protocol wrapped by pyproxyproto.aio.wrap() with its defaults
-         (5 s header timeout, every peer trusted)
+Servers, on asyncio's event loop and on uvloop's (when installed):
+  protocol  ``loop.create_server(P)``  vs  ``loop.create_server(aio.wrap(P))``
+  streams   ``asyncio.start_server``   vs  ``aio.start_server``
 
-Besides connections per second (which also depends on the load generator,
-sharing the machine), the server's own CPU time per connection is reported.
+The figure that matters is the server's own CPU time per connection (from
+the kernel, user + system, of the server process only): connections per
+second also depend on the generator and on whatever else shares the machine.
+Each round runs plain and wrapped back to back (in alternating order); the
+ratio wrapped / plain is taken within a round and the median over rounds is
+reported with its spread.
 
-Usage: python -m bench.accept_loop [--duration S] [--repeats N] [--max-conns N]
-                                   [--concurrency N] [--json FILE]
+Usage: python -m bench.accept_loop [--duration S] [--rounds N] [--max-conns N]
+                                   [--concurrency N] [--threads N]
+                                   [--loops asyncio,uvloop] [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
+import hashlib
 import json
 import os
 import statistics
@@ -35,9 +40,16 @@ import sys
 import time
 from typing import Any
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
 HOST = "127.0.0.1"
 REQUEST = b"GET / HTTP/1.0\r\nHost: bench\r\n\r\n"
-MODES = ("plain", "parse", "wrap")
+# (server kind, plain mode, wrapped mode) and how the report names them.
+PAIRS = (
+    ("protocol", "loop.create_server(P)", "loop.create_server(aio.wrap(P))"),
+    ("streams", "asyncio.start_server", "aio.start_server"),
+)
+LOOPS = ("asyncio", "uvloop")
 
 
 def _header() -> tuple[bytes, str]:
@@ -49,6 +61,21 @@ def _header() -> tuple[bytes, str]:
 def _response(host: str) -> bytes:
     body = host.encode()
     return b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+def build_loadgen() -> str:
+    """Compile bench/loadgen.c (once per source version) and return the program's path."""
+    src = os.path.join(HERE, "loadgen.c")
+    with open(src, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()[:12]
+    out_dir = os.path.join(ROOT, "build", "bench")
+    exe = os.path.join(out_dir, f"loadgen-{digest}")
+    if not os.path.exists(exe):
+        os.makedirs(out_dir, exist_ok=True)
+        tmp = f"{exe}.{os.getpid()}"
+        subprocess.run(["gcc", "-O2", "-pthread", "-o", tmp, src], check=True)
+        os.replace(tmp, exe)
+    return exe
 
 
 # -- server ------------------------------------------------------------------------------
@@ -68,177 +95,188 @@ class Reply(asyncio.Protocol):
         transport.close()
 
 
-class ParseReply(Reply):
-    """PROXY support done by hand: parse the first read, reply with its source."""
-
-    def data_received(self, data: bytes) -> None:
-        from pyproxyproto import parse
-        header = parse(data)
-        transport = self.transport
-        transport.write(_response(header.source[0]))
-        transport.close()
+async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.read(4096)
+    writer.write(_response(writer.get_extra_info("peername")[0]))
+    writer.close()
 
 
-def _factory(mode: str) -> Any:
-    if mode == "plain":
-        return Reply
-    if mode == "parse":
-        import pyproxyproto  # noqa: F401  (imported before timing starts)
-        return ParseReply
-    from pyproxyproto.aio import wrap
-    return wrap(Reply)
-
-
-async def _serve_one_run(mode: str, duration: float, max_conns: int, concurrency: int) -> dict:
+async def _start(kind: str, wrapped: bool) -> asyncio.AbstractServer:
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(_factory(mode), HOST, 0, backlog=1024)
-    port = server.sockets[0].getsockname()[1]
-    expect = "127.0.0.1" if mode == "plain" else _header()[1]
-    cmd = [sys.executable, "-m", "bench.accept_loop", "client", "--port", str(port),
-           "--duration", str(duration), "--max-conns", str(max_conns),
-           "--concurrency", str(concurrency), "--expect", expect]
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHONPATH=here + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    if kind == "protocol":
+        if wrapped:
+            from pyproxyproto import aio
+            return await loop.create_server(aio.wrap(Reply), HOST, 0, backlog=1024)
+        return await loop.create_server(Reply, HOST, 0, backlog=1024)
+    if wrapped:
+        from pyproxyproto import aio
+        return await aio.start_server(_handle, HOST, 0, backlog=1024)
+    return await asyncio.start_server(_handle, HOST, 0, backlog=1024)
+
+
+async def _exited(pid: int) -> None:
+    """Wait for a child to exit without spending the server's CPU on polling."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    fd = os.pidfd_open(pid)
+    loop.add_reader(fd, lambda: done.done() or done.set_result(None))
     try:
-        cpu0 = time.process_time()
-        proc = await asyncio.create_subprocess_exec(
-            *cmd, stdout=subprocess.PIPE, cwd=here, env=env)
-        try:
-            out, _ = await asyncio.wait_for(proc.communicate(), duration + 60)
-        except asyncio.TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise RuntimeError("load generator did not finish in time") from None
-        cpu = time.process_time() - cpu0
+        await done
     finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+
+
+async def _one_run(kind: str, wrapped: bool, opts: dict[str, Any]) -> dict[str, Any]:
+    gc.collect()
+    server = await _start(kind, wrapped)
+    port = server.sockets[0].getsockname()[1]
+    header, source = _header()
+    expect = _response(source if wrapped else HOST)
+    cmd = [opts["loadgen"], str(port), str(opts["threads"]), str(opts["concurrency"]),
+           str(opts["duration"]), str(opts["max_conns"]), (header + REQUEST).hex(),
+           expect.hex()]
+    cpu0 = time.process_time()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE)
+    try:
+        await asyncio.wait_for(_exited(proc.pid), opts["duration"] + 60)
+    finally:
+        cpu = time.process_time() - cpu0
         server.close()
         await server.wait_closed()
+        out, _ = proc.communicate()
     if proc.returncode != 0:
         raise RuntimeError(f"load generator failed with status {proc.returncode}")
-    result = json.loads(out)
+    result: dict[str, Any] = json.loads(out)
     result["server_cpu_s"] = cpu
-    result["server_cpu_us_per_conn"] = cpu / result["count"] * 1e6 if result["count"] else None
     return result
 
 
-def run(duration: float = 2.0, repeats: int = 3, max_conns: int = 20000,
-        concurrency: int = 16, warmup: float = 0.3) -> dict:
-    """Run every mode ``repeats`` times, interleaved; medians per mode."""
-    runs: dict[str, list[dict]] = {mode: [] for mode in MODES}
+def _new_loop(name: str) -> asyncio.AbstractEventLoop:
+    if name == "uvloop":
+        import uvloop
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+def serve(loop_name: str, opts: dict[str, Any]) -> dict[str, Any]:
+    """Every pair, ``opts["rounds"]`` interleaved rounds, on one event loop."""
+    runs: dict[str, list[list[dict[str, Any]]]] = {kind: [] for kind, _, _ in PAIRS}
 
     async def main() -> None:
-        for mode in MODES:  # warm the imports, the loop and the kernel paths
-            await _serve_one_run(mode, warmup, max(50, max_conns // 20), concurrency)
-        for _ in range(repeats):
-            for mode in MODES:
-                runs[mode].append(await _serve_one_run(mode, duration, max_conns, concurrency))
+        warm = dict(opts, duration=min(0.3, opts["duration"]),
+                    max_conns=max(50, opts["max_conns"] // 20))
+        for kind, _, _ in PAIRS:  # imports, the loop's and the kernel's first paths
+            for wrapped in (False, True):
+                await _one_run(kind, wrapped, warm)
+        for n in range(opts["rounds"]):
+            for kind, _, _ in PAIRS:
+                order = (False, True) if n % 2 == 0 else (True, False)
+                pair = {w: await _one_run(kind, w, opts) for w in order}
+                runs[kind].append([pair[False], pair[True]])
 
-    asyncio.run(main())
-    summary: dict[str, Any] = {
-        "duration_s": duration, "repeats": repeats, "max_conns": max_conns,
-        "concurrency": concurrency, "request_bytes": len(_header()[0] + REQUEST),
-        "modes": {},
-    }
-    for mode, results in runs.items():
-        cps = [r["count"] / r["elapsed_s"] for r in results]
-        cpu = [r["server_cpu_us_per_conn"] for r in results if r["server_cpu_us_per_conn"]]
-        summary["modes"][mode] = {
-            "conns_per_s": statistics.median(cps),
-            "conns_per_s_runs": cps,
-            "server_cpu_us_per_conn": statistics.median(cpu) if cpu else None,
-            "connections": sum(r["count"] for r in results),
-            "errors": sum(r["errors"] for r in results),
+    loop = _new_loop(loop_name)
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+    return runs
+
+
+def _summary(rounds: list[list[dict[str, Any]]]) -> dict[str, Any]:
+    def side(i: int) -> dict[str, Any]:
+        rs = [r[i] for r in rounds]
+        cpu = [r["server_cpu_s"] / r["count"] * 1e6 for r in rs]
+        return {
+            "conns_per_s": statistics.median(r["count"] / r["elapsed_s"] for r in rs),
+            "server_cpu_us_per_conn": statistics.median(cpu),
+            "server_cpu_us_per_conn_runs": cpu,
+            # Near 1.0: the server, not the load generator, sets the pace.
+            "server_busy": statistics.median(r["server_cpu_s"] / r["elapsed_s"] for r in rs),
+            "client_cpu_us_per_conn": statistics.median(
+                r["client_cpu_s"] / r["count"] * 1e6 for r in rs),
+            "connections": sum(r["count"] for r in rs),
+            "errors": sum(r["errors"] for r in rs),
+            "first_error": next((r["first_error"] for r in rs if r["first_error"]), ""),
         }
+
+    plain, wrapped = side(0), side(1)
+    ratios = [w / p for p, w in zip(plain["server_cpu_us_per_conn_runs"],
+                                    wrapped["server_cpu_us_per_conn_runs"])]
+    return {"plain": plain, "wrapped": wrapped, "cpu_ratio": statistics.median(ratios),
+            "cpu_ratio_runs": ratios}
+
+
+def available_loops() -> list[str]:
+    loops = ["asyncio"]
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        loops.append("uvloop")
+    return loops
+
+
+def run(duration: float = 2.0, rounds: int = 5, max_conns: int = 20000,
+        concurrency: int = 16, threads: int = 2, loops: list[str] | None = None) -> dict:
+    """Run the benchmark; each event loop gets a fresh server process."""
+    loops = loops or available_loops()
+    opts = {"duration": duration, "rounds": rounds, "max_conns": max_conns,
+            "concurrency": concurrency, "threads": threads, "loadgen": build_loadgen()}
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    summary: dict[str, Any] = {
+        "duration_s": duration, "rounds": rounds, "max_conns": max_conns,
+        "concurrency": concurrency, "threads": threads,
+        "request_bytes": len(_header()[0] + REQUEST), "loops": {},
+        "pairs": {kind: [plain, wrapped] for kind, plain, wrapped in PAIRS},
+    }
+    for name in loops:
+        cmd = [sys.executable, "-m", "bench.accept_loop", "serve", name, json.dumps(opts)]
+        out = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, check=True,
+                             timeout=rounds * len(PAIRS) * 2 * (duration + 70) + 120).stdout
+        runs = json.loads(out)
+        summary["loops"][name] = {kind: _summary(rs) for kind, rs in runs.items()}
     return summary
 
 
-# -- load generator ----------------------------------------------------------------------
-
-
-class _Client(asyncio.Protocol):
-    def __init__(self, payload: bytes, done: asyncio.Future) -> None:
-        self.payload = payload
-        self.done = done
-        self.buf = bytearray()
-
-    def connection_made(self, transport: Any) -> None:
-        transport.write(self.payload)
-
-    def data_received(self, data: bytes) -> None:
-        self.buf += data
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.done.done():
-            self.done.set_result(bytes(self.buf))
-
-
-async def _generate(port: int, duration: float, max_conns: int, concurrency: int,
-                    expect: str) -> dict:
-    loop = asyncio.get_running_loop()
-    payload = _header()[0] + REQUEST
-    want = _response(expect)
-    count = errors = started = 0
-    deadline = loop.time() + duration
-    first_error = ""
-
-    async def worker() -> None:
-        nonlocal count, errors, started, first_error
-        while started < max_conns and loop.time() < deadline:
-            started += 1
-            done = loop.create_future()
-            try:
-                await loop.create_connection(lambda: _Client(payload, done), HOST, port)
-                reply = await asyncio.wait_for(done, 10)
-            except (OSError, asyncio.TimeoutError) as exc:
-                errors += 1
-                first_error = first_error or repr(exc)
-                continue
-            if reply != want:
-                errors += 1
-                first_error = first_error or f"unexpected reply {reply[:80]!r}"
-                continue
-            count += 1
-
-    t0 = loop.time()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return {"count": count, "errors": errors, "elapsed_s": loop.time() - t0,
-            "first_error": first_error, "client_cpu_s": time.process_time()}
-
-
-def _client_main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="bench.accept_loop client")
-    p.add_argument("--port", type=int, required=True)
-    p.add_argument("--duration", type=float, required=True)
-    p.add_argument("--max-conns", type=int, required=True)
-    p.add_argument("--concurrency", type=int, required=True)
-    p.add_argument("--expect", required=True)
-    a = p.parse_args(argv)
-    result = asyncio.run(_generate(a.port, a.duration, a.max_conns, a.concurrency, a.expect))
-    print(json.dumps(result))
-    if result["errors"]:
-        print(f"load generator: {result['errors']} failed connections, first: "
-              f"{result['first_error']}", file=sys.stderr)
-    return 0 if result["count"] and not result["errors"] else 1
+def format_table(summary: dict[str, Any]) -> str:
+    lines = ["loop     server                            conn/s   CPU us/conn  busy  "
+             "client us/conn  wrapped/plain CPU (median, min-max)  errors"]
+    for name, kinds in summary["loops"].items():
+        for kind, s in kinds.items():
+            for i, side in enumerate(("plain", "wrapped")):
+                m = s[side]
+                ratio = (f"{s['cpu_ratio']:.3f} ({min(s['cpu_ratio_runs']):.3f}-"
+                         f"{max(s['cpu_ratio_runs']):.3f})" if i else "")
+                lines.append(f"{name:8} {summary['pairs'][kind][i]:32} "
+                             f"{m['conns_per_s']:7,.0f} {m['server_cpu_us_per_conn']:11.1f} "
+                             f"{m['server_busy']:5.2f} {m['client_cpu_us_per_conn']:15.1f}  "
+                             f"{ratio:36} {m['errors']}")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["client"]:
-        return _client_main(argv[1:])
+    if argv[:1] == ["serve"]:
+        print(json.dumps(serve(argv[1], json.loads(argv[2]))))
+        return 0
     p = argparse.ArgumentParser(prog="python -m bench.accept_loop", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--duration", type=float, default=2.0, help="seconds per run (default 2)")
-    p.add_argument("--repeats", type=int, default=3, help="runs per mode (default 3)")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
     p.add_argument("--max-conns", type=int, default=20000, help="connections per run at most")
     p.add_argument("--concurrency", type=int, default=16, help="connections in flight")
+    p.add_argument("--threads", type=int, default=2, help="load generator threads")
+    p.add_argument("--loops", help="comma-separated: asyncio,uvloop (default: those installed)")
     p.add_argument("--json", help="write the summary here")
     a = p.parse_args(argv)
-    summary = run(a.duration, a.repeats, a.max_conns, a.concurrency)
-    text = json.dumps(summary, indent=2)
+    summary = run(a.duration, a.rounds, a.max_conns, a.concurrency, a.threads,
+                  a.loops.split(",") if a.loops else None)
     if a.json:
         with open(a.json, "w") as f:
-            f.write(text + "\n")
-    print(text)
+            f.write(json.dumps(summary, indent=2) + "\n")
+    print(format_table(summary))
     return 0
 
 
