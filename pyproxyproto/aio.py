@@ -11,8 +11,6 @@ it, in order, as its first data.
 from __future__ import annotations
 
 import asyncio
-import collections
-import functools
 import logging
 import ssl as _ssl
 import sys
@@ -30,15 +28,12 @@ from ._policy import (
     log_rejection,
     timeout_message,
 )
+from .datagram import wrap_datagram
 
 __all__ = ["read_header", "start_server", "wrap", "wrap_datagram"]
 
 # asyncio's own default for StreamReader buffers.
 _STREAM_LIMIT = 2**16
-
-# Client address -> proxy address entries kept per datagram endpoint, to
-# route replies back through the proxy that forwarded the client.
-_DATAGRAM_ROUTES = 65536
 
 
 def wrap(
@@ -78,10 +73,10 @@ def wrap(
     if "ssl_shutdown_timeout" in ssl_options and sys.version_info < (3, 11):
         raise ValueError("ssl_shutdown_timeout needs Python 3.11 or later")
 
+    server = _Server(protocol_factory, policy, ssl, ssl_options)
+
     def factory(*args: Any, **kwargs: Any) -> asyncio.Protocol:
-        return _HeaderProtocol(
-            functools.partial(protocol_factory, *args, **kwargs), policy, ssl, ssl_options
-        )
+        return _HeaderProtocol(server, args, kwargs)
 
     return factory
 
@@ -165,51 +160,122 @@ async def _read_header(reader: asyncio.StreamReader, data: bytearray, v1: bool, 
             raise closed_before_header(len(data), needed) from None
 
 
-class _HeaderProtocol(asyncio.Protocol):
-    """Reads the header, then hands the connection to the inner protocol."""
+class _Server:
+    """What every connection accepted through one ``wrap()`` shares."""
+
+    __slots__ = ("make_protocol", "policy", "ssl", "ssl_options", "sweepers")
 
     def __init__(
         self,
-        make_protocol: Callable[[], asyncio.BaseProtocol],
+        make_protocol: Callable[..., asyncio.BaseProtocol],
         policy: Policy,
         ssl: _ssl.SSLContext | None,
         ssl_options: dict[str, float],
     ) -> None:
-        self._make_protocol = make_protocol
-        self._policy = policy
-        self._ssl = ssl
-        self._ssl_options = ssl_options
+        self.make_protocol = make_protocol
+        self.policy = policy
+        self.ssl = ssl
+        self.ssl_options = ssl_options
+        # One per event loop with connections waiting for their header.
+        self.sweepers: dict[asyncio.AbstractEventLoop, _Sweeper] = {}
+
+    def sweeper(self) -> _Sweeper:
+        loop = asyncio.get_running_loop()
+        sweeper = self.sweepers.get(loop)
+        if sweeper is None:
+            sweeper = self.sweepers[loop] = _Sweeper(loop, self.policy.timeout or 0.0, self)
+        return sweeper
+
+
+class _Sweeper:
+    """The header deadlines of one server's connections on one event loop.
+
+    A timer per connection costs more than the rest of the wrapper, so the
+    connections waiting for their header are kept in one dict in arrival
+    order (so in deadline order: they share the timeout) and a single timer
+    is set for the earliest deadline.  It is not moved when that connection
+    finishes early: it fires, finds the new earliest deadline and re-arms.
+    """
+
+    __slots__ = ("_loop", "_timeout", "_server", "_pending", "_handle")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float, server: _Server) -> None:
+        self._loop = loop
+        self._timeout = timeout
+        self._server = server
+        self._pending: dict[_HeaderProtocol, float] = {}
+        self._handle: asyncio.TimerHandle | None = None
+
+    def add(self, protocol: _HeaderProtocol) -> None:
+        deadline = self._loop.time() + self._timeout
+        self._pending[protocol] = deadline
+        if self._handle is None:
+            self._handle = self._loop.call_at(deadline, self._sweep)
+
+    def discard(self, protocol: _HeaderProtocol) -> None:
+        self._pending.pop(protocol, None)
+
+    def _sweep(self) -> None:
+        self._handle = None
+        pending = self._pending
+        now = self._loop.time()
+        while pending:
+            protocol, deadline = next(iter(pending.items()))
+            if deadline > now:
+                self._handle = self._loop.call_at(deadline, self._sweep)
+                return
+            del pending[protocol]
+            protocol.expire()
+        # Idle: forget this loop (it may be closed for good); the next
+        # connection on it starts a new sweeper.
+        self._server.sweepers.pop(self._loop, None)
+
+
+class _HeaderProtocol(asyncio.Protocol):
+    """Reads the header, then hands the connection to the inner protocol."""
+
+    __slots__ = (
+        "_server", "_args", "_kwargs", "_transport", "_peer", "_trusted", "_buffer",
+        "_needed", "_sweeper", "_done",
+    )
+
+    def __init__(self, server: _Server, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self._server = server
+        self._args = args
+        self._kwargs = kwargs
         self._transport: Any = None
         self._peer: Any = None
         self._trusted = True
-        self._buffer: bytearray | None = None
+        self._buffer: bytearray | None = None  # only when the header comes in pieces
         self._needed = 0  # the length the parser last asked for
-        self._received = 0
-        self._timer: asyncio.TimerHandle | None = None
+        self._sweeper: _Sweeper | None = None
         self._done = False
 
     def connection_made(self, transport: Any) -> None:
         self._transport = transport
-        self._peer = transport.get_extra_info("peername")
-        self._trusted = self._policy.trusts(self._peer)
-        if not self._trusted and self._policy.reject:
-            self._give_up("peer is not in the trusted networks")
-            return
-        if self._policy.timeout is not None:
-            loop = asyncio.get_running_loop()
-            self._timer = loop.call_later(self._policy.timeout, self._expire)
+        policy = self._server.policy
+        peer = self._peer = transport.get_extra_info("peername")
+        if policy.networks is not None:
+            self._trusted = policy.trusts(peer)
+            if not self._trusted and policy.reject:
+                self._give_up("peer is not in the trusted networks")
+                return
+        if policy.timeout is not None:
+            self._sweeper = self._server.sweeper()
+            self._sweeper.add(self)
 
     def data_received(self, data: bytes) -> None:
-        self._received += len(data)
+        policy = self._server.policy
+        buffer: Any
         if self._buffer is None:
-            buffer: Any = data  # the usual case: the whole header in one read
+            buffer = data  # the usual case: the whole header in one read
         else:
             self._buffer += data
             buffer = self._buffer
             if len(buffer) < self._needed:
                 return  # a long v2 header still arriving: nothing to decide yet
         try:
-            header = parse(buffer, v1=self._policy.v1, v2=self._policy.v2)
+            header = parse(buffer, v1=policy.v1, v2=policy.v2)
         except Incomplete as exc:
             self._needed = exc.needed
             if self._buffer is None:
@@ -220,64 +286,62 @@ class _HeaderProtocol(asyncio.Protocol):
             return
         self._finish()
         self._buffer = None
-        self._hand_over(header, memoryview(buffer)[header.length :])
+        self._hand_over(header, buffer)
 
     def eof_received(self) -> bool:
+        received = self._received()
         # A connect-and-close (a TCP health check) is not worth a warning.
-        level = logging.WARNING if self._received else logging.DEBUG
-        needed = max(self._needed, self._received + 1)
-        self._give_up(str(closed_before_header(self._received, needed)), level)
+        level = logging.WARNING if received else logging.DEBUG
+        needed = max(self._needed, received + 1)
+        self._give_up(str(closed_before_header(received, needed)), level)
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self._done:
-            level = logging.WARNING if self._received else logging.DEBUG
+            level = logging.WARNING if self._received() else logging.DEBUG
             self._give_up(f"connection lost before the PROXY header ({exc})", level)
 
-    def _expire(self) -> None:
-        self._timer = None
-        self._give_up(timeout_message(self._policy.timeout, self._received))
+    def expire(self) -> None:
+        """Called by the sweeper at the deadline."""
+        self._sweeper = None
+        self._give_up(timeout_message(self._server.policy.timeout, self._received()))
+
+    def _received(self) -> int:
+        return 0 if self._buffer is None else len(self._buffer)
 
     def _finish(self) -> None:
         self._done = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._sweeper is not None:
+            self._sweeper.discard(self)
+            self._sweeper = None
 
     def _give_up(self, reason: str, level: int = logging.WARNING) -> None:
         self._finish()
         log_rejection("closed connection", self._peer, reason, level)
         self._transport.close()
 
-    def _hand_over(self, header: Any, rest: memoryview) -> None:
+    def _hand_over(self, header: Any, buffer: Any) -> None:
+        server = self._server
         real = self._transport
-        extra: dict[str, Any] = {"proxy_peername": self._peer}
-        if not self._trusted:
-            # on_untrusted="ignore": consumed, not believed.
-            extra["proxy_header"] = None
-        else:
-            extra["proxy_header"] = header
-            if header.source is not None:  # not LOCAL, not UNKNOWN
-                extra["peername"] = header.source
-                extra["sockname"] = header.destination
-                sock = real.get_extra_info("socket")
-                if sock is not None:
-                    extra["socket"] = _SocketView(sock, header.source, header.destination)
-        transport = _ProxiedTransport(real, extra, rest)
-        protocol: asyncio.BaseProtocol = self._make_protocol()
-        if self._ssl is not None:
+        transport = _ProxiedTransport(real, self._peer, header if self._trusted else None)
+        protocol: asyncio.BaseProtocol = server.make_protocol(*self._args, **self._kwargs)
+        if server.ssl is not None:
             # What loop.create_server(ssl=...) builds for each connection;
             # here it is fed the bytes that followed the header, which
             # start the TLS handshake.
             protocol = sslproto.SSLProtocol(
                 asyncio.get_running_loop(),
                 protocol,
-                self._ssl,
+                server.ssl,
                 None,
                 server_side=True,
-                **self._ssl_options,
+                **server.ssl_options,
             )
-        transport.connect(protocol)
+        real.set_protocol(protocol)
+        protocol.connection_made(transport)
+        if len(buffer) > header.length:
+            # Synchronous, as if the real transport had just read these bytes.
+            transport.deliver(buffer, header.length)
 
 
 class _SocketView:
@@ -304,47 +368,65 @@ class _SocketView:
         return f"<proxied {self._sock!r} peername={self._peername!r}>"
 
 
+# The extra-info names the header decides; every other name is the real transport's.
+_HEADER_EXTRA = frozenset(("peername", "sockname", "socket", "proxy_header", "proxy_peername"))
+
+
 class _ProxiedTransport(asyncio.Transport):
     """The real transport, with the header's addresses in its extra info.
 
     It also delivers the bytes that followed the header before anything
     newer, honouring pause_reading(): while such bytes are pending the
-    real transport stays paused.
+    real transport stays paused.  Every method of asyncio.Transport is
+    forwarded explicitly (no ``__getattr__``: it would slow down every
+    attribute read).
     """
 
-    def __init__(self, transport: Any, extra: dict[str, Any], pending: memoryview) -> None:
-        super().__init__(extra)
+    __slots__ = (
+        "_transport", "_proxy_peer", "_header", "_socket", "_pending", "_paused",
+        "_real_paused", "_flush_handle",
+    )
+
+    def __init__(self, transport: Any, proxy_peer: Any, header: Any) -> None:
+        # BaseTransport's _extra is not used: get_extra_info is answered here.
         self._transport = transport
-        self._pending: collections.deque[memoryview] = collections.deque()
-        if pending:
-            self._pending.append(pending)
+        self._proxy_peer = proxy_peer
+        self._header = header  # None when the peer is not trusted (consumed, not believed)
+        self._socket: Any = None  # the view, made when first asked for
+        self._pending: Any = None  # the bytes after the header, while paused
         self._paused = False  # as the protocol sees it
         self._real_paused = False
         self._flush_handle: asyncio.Handle | None = None
 
-    def connect(self, protocol: asyncio.BaseProtocol) -> None:
-        self._transport.set_protocol(protocol)
-        protocol.connection_made(self)
-        # Synchronous, as if the real transport had just read these bytes.
-        self._flush()
+    def deliver(self, buffer: Any, start: int) -> None:
+        """Hand ``buffer[start:]`` to the protocol now, or keep it while paused."""
+        if self._transport.is_closing():
+            return
+        protocol = self._transport.get_protocol()
+        if not self._paused and not isinstance(protocol, asyncio.BufferedProtocol):
+            data = buffer[start:]
+            protocol.data_received(data if type(data) is bytes else bytes(data))
+            return
+        self._pending = memoryview(buffer)[start:]
+        self._flush()  # nothing yet if the protocol paused: resume_reading() flushes
 
     def _flush(self) -> None:
         self._flush_handle = None
-        while self._pending and not self._paused and not self._transport.is_closing():
+        while self._pending is not None and not self._paused and not self._transport.is_closing():
             protocol = self._transport.get_protocol()
-            chunk = self._pending.popleft()
+            chunk = self._pending
             if isinstance(protocol, asyncio.BufferedProtocol):
                 buf = memoryview(protocol.get_buffer(len(chunk))).cast("B")
                 n = min(len(buf), len(chunk))
                 if not n:
                     raise RuntimeError("get_buffer() returned an empty buffer")
                 buf[:n] = chunk[:n]
-                if n < len(chunk):
-                    self._pending.appendleft(chunk[n:])
+                self._pending = chunk[n:] if n < len(chunk) else None
                 protocol.buffer_updated(n)
             else:
+                self._pending = None
                 protocol.data_received(bytes(chunk))
-        if not self._pending and not self._paused and self._real_paused:
+        if self._pending is None and not self._paused and self._real_paused:
             self._real_paused = False
             self._transport.resume_reading()
 
@@ -368,8 +450,23 @@ class _ProxiedTransport(asyncio.Transport):
     # -- the asyncio.Transport interface -----------------------------------
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
-        if name in self._extra:
-            return self._extra[name]
+        if name in _HEADER_EXTRA:
+            header = self._header
+            if name == "proxy_header":
+                return header
+            if name == "proxy_peername":
+                return self._proxy_peer
+            if header is not None and header.source is not None:  # not LOCAL, not UNKNOWN
+                if name == "peername":
+                    return header.source
+                if name == "sockname":
+                    return header.destination
+                if self._socket is None:
+                    sock = self._transport.get_extra_info("socket")
+                    if sock is None:
+                        return default
+                    self._socket = _SocketView(sock, header.source, header.destination)
+                return self._socket
         return self._transport.get_extra_info(name, default)
 
     def pause_reading(self) -> None:
@@ -384,7 +481,7 @@ class _ProxiedTransport(asyncio.Transport):
         if not self._paused:
             return
         self._paused = False
-        if self._pending:
+        if self._pending is not None:
             if self._flush_handle is None:
                 loop = asyncio.get_running_loop()
                 self._flush_handle = loop.call_soon(self._scheduled_flush)
@@ -396,7 +493,7 @@ class _ProxiedTransport(asyncio.Transport):
         return not self._paused and not self._transport.is_closing()
 
     def is_closing(self) -> bool:
-        return self._transport.is_closing()
+        return bool(self._transport.is_closing())
 
     def close(self) -> None:
         self._transport.close()
@@ -408,7 +505,7 @@ class _ProxiedTransport(asyncio.Transport):
         self._transport.set_protocol(protocol)
 
     def get_protocol(self) -> asyncio.BaseProtocol:
-        return self._transport.get_protocol()
+        return self._transport.get_protocol()  # type: ignore[no-any-return]
 
     def write(self, data: Any) -> None:
         self._transport.write(data)
@@ -420,120 +517,16 @@ class _ProxiedTransport(asyncio.Transport):
         self._transport.write_eof()
 
     def can_write_eof(self) -> bool:
-        return self._transport.can_write_eof()
+        return bool(self._transport.can_write_eof())
 
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
         self._transport.set_write_buffer_limits(high, low)
 
     def get_write_buffer_size(self) -> int:
-        return self._transport.get_write_buffer_size()
+        return int(self._transport.get_write_buffer_size())
 
     def get_write_buffer_limits(self) -> tuple[int, int]:
-        return self._transport.get_write_buffer_limits()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
+        return self._transport.get_write_buffer_limits()  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
         return f"<proxied {self._transport!r} peername={self.get_extra_info('peername')!r}>"
-
-
-def wrap_datagram(
-    protocol_factory: Callable[[], asyncio.DatagramProtocol],
-    *,
-    trusted: Any = None,
-    on_untrusted: str = "reject",
-    v1: bool = True,
-    v2: bool = True,
-) -> Callable[[], asyncio.DatagramProtocol]:
-    """Wrap a datagram protocol factory for ``loop.create_datagram_endpoint``.
-
-    Every datagram carries its own header: the inner protocol's
-    ``datagram_received(payload, addr)`` gets the header's source as
-    ``addr``.  A datagram without a valid header, or from an untrusted peer
-    under on_untrusted="reject", is dropped and logged.  Replies sent with
-    ``transport.sendto(data, client_address)`` go to the proxy that last
-    forwarded that client.
-    """
-    policy = Policy(trusted=trusted, on_untrusted=on_untrusted, v1=v1, v2=v2)
-
-    def factory() -> asyncio.DatagramProtocol:
-        return _DatagramProtocol(protocol_factory(), policy)
-
-    return factory
-
-
-class _DatagramProtocol(asyncio.DatagramProtocol):
-    def __init__(self, inner: asyncio.DatagramProtocol, policy: Policy) -> None:
-        self._inner = inner
-        self._policy = policy
-        self._routes: dict[Any, Any] = {}
-
-    def connection_made(self, transport: Any) -> None:
-        self._inner.connection_made(_DatagramTransport(transport, self))
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        trusted = self._policy.trusts(addr)
-        if not trusted and self._policy.reject:
-            log_rejection("dropped datagram", addr, "peer is not in the trusted networks")
-            return
-        try:
-            header = parse(data, v1=self._policy.v1, v2=self._policy.v2)
-        except ProxyProtocolError as exc:
-            log_rejection("dropped datagram", addr, f"invalid PROXY header: {exc}")
-            return
-        client = addr
-        if trusted and header.source is not None:
-            client = header.source
-            key = _route_key(client)
-            # Most recent last, so the oldest route is the first to go.
-            self._routes.pop(key, None)
-            self._routes[key] = addr
-            if len(self._routes) > _DATAGRAM_ROUTES:
-                del self._routes[next(iter(self._routes))]
-        self._inner.datagram_received(data[header.length :], client)
-
-    def error_received(self, exc: Exception) -> None:
-        self._inner.error_received(exc)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._inner.connection_lost(exc)
-
-
-def _route_key(address: Any) -> Any:
-    # (host, port) and (host, port, flowinfo, scope_id) name the same client.
-    return address[:2] if isinstance(address, tuple) else address
-
-
-class _DatagramTransport(asyncio.DatagramTransport):
-    def __init__(self, transport: Any, owner: _DatagramProtocol) -> None:
-        super().__init__()
-        self._transport = transport
-        self._owner = owner
-
-    def sendto(self, data: Any, addr: Any = None) -> None:
-        if addr is not None:
-            addr = self._owner._routes.get(_route_key(addr), addr)
-        self._transport.sendto(data, addr)
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return self._transport.get_extra_info(name, default)
-
-    def is_closing(self) -> bool:
-        return self._transport.is_closing()
-
-    def close(self) -> None:
-        self._transport.close()
-
-    def abort(self) -> None:
-        self._transport.abort()
-
-    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
-        # The new protocol too gets datagrams with their headers removed.
-        self._owner._inner = protocol  # type: ignore[assignment]
-
-    def get_protocol(self) -> asyncio.BaseProtocol:
-        return self._owner._inner
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)

@@ -1,0 +1,126 @@
+"""PROXY protocol for asyncio datagram endpoints: ``wrap_datagram``.
+
+Every datagram carries its own header; the inner protocol gets the payload
+and the header's source as the sender, and its replies go back through the
+proxy that forwarded that client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Callable
+
+from . import parse
+from ._errors import ProxyProtocolError
+from ._policy import Policy, log_rejection
+
+__all__ = ["wrap_datagram"]
+
+# Client address -> proxy address entries kept per datagram endpoint, to
+# route replies back through the proxy that forwarded the client.
+_DATAGRAM_ROUTES = 65536
+
+
+def wrap_datagram(
+    protocol_factory: Callable[[], asyncio.DatagramProtocol],
+    *,
+    trusted: Any = None,
+    on_untrusted: str = "reject",
+    v1: bool = True,
+    v2: bool = True,
+) -> Callable[[], asyncio.DatagramProtocol]:
+    """Wrap a datagram protocol factory for ``loop.create_datagram_endpoint``.
+
+    Every datagram carries its own header: the inner protocol's
+    ``datagram_received(payload, addr)`` gets the header's source as
+    ``addr``.  A datagram without a valid header, or from an untrusted peer
+    under on_untrusted="reject", is dropped and logged.  Replies sent with
+    ``transport.sendto(data, client_address)`` go to the proxy that last
+    forwarded that client.
+    """
+    policy = Policy(trusted=trusted, on_untrusted=on_untrusted, v1=v1, v2=v2)
+
+    def factory() -> asyncio.DatagramProtocol:
+        return _DatagramProtocol(protocol_factory(), policy)
+
+    return factory
+
+
+class _DatagramProtocol(asyncio.DatagramProtocol):
+    def __init__(self, inner: asyncio.DatagramProtocol, policy: Policy) -> None:
+        self._inner = inner
+        self._policy = policy
+        self._routes: dict[Any, Any] = {}
+
+    def connection_made(self, transport: Any) -> None:
+        self._inner.connection_made(_DatagramTransport(transport, self))
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        trusted = self._policy.trusts(addr)
+        if not trusted and self._policy.reject:
+            log_rejection("dropped datagram", addr, "peer is not in the trusted networks")
+            return
+        try:
+            header = parse(data, v1=self._policy.v1, v2=self._policy.v2)
+        except ProxyProtocolError as exc:
+            log_rejection("dropped datagram", addr, f"invalid PROXY header: {exc}")
+            return
+        client = addr
+        if trusted and header.source is not None:
+            client = header.source
+            key = _route_key(client)
+            # Most recent last, so the oldest route is the first to go.
+            self._routes.pop(key, None)
+            self._routes[key] = addr
+            if len(self._routes) > _DATAGRAM_ROUTES:
+                del self._routes[next(iter(self._routes))]
+        self._inner.datagram_received(data[header.length :], client)
+
+    def error_received(self, exc: Exception) -> None:
+        self._inner.error_received(exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._inner.connection_lost(exc)
+
+
+def _route_key(address: Any) -> Any:
+    # (host, port) and (host, port, flowinfo, scope_id) name the same client.
+    return address[:2] if isinstance(address, tuple) else address
+
+
+class _DatagramTransport(asyncio.DatagramTransport):
+    """The real transport; replies to a client go to the proxy that forwarded it."""
+
+    __slots__ = ("_transport", "_owner")
+
+    def __init__(self, transport: Any, owner: _DatagramProtocol) -> None:
+        super().__init__()
+        self._transport = transport
+        self._owner = owner
+
+    def sendto(self, data: Any, addr: Any = None) -> None:
+        if addr is not None:
+            addr = self._owner._routes.get(_route_key(addr), addr)
+        self._transport.sendto(data, addr)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._transport.get_extra_info(name, default)
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._transport.abort()
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        # The new protocol too gets datagrams with their headers removed.
+        self._owner._inner = protocol  # type: ignore[assignment]
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._owner._inner
+
+    def get_write_buffer_size(self) -> int:
+        return int(self._transport.get_write_buffer_size())
