@@ -192,7 +192,7 @@ class _HeaderProtocol(asyncio.Protocol):
         self._transport = transport
         self._peer = transport.get_extra_info("peername")
         self._trusted = self._policy.trusts(self._peer)
-        if not self._trusted and self._policy.reject:
+        if not self._trusted and self._policy.on_untrusted == "reject":
             self._give_up("peer is not in the trusted networks")
             return
         if self._policy.timeout is not None:
@@ -474,7 +474,7 @@ class _DatagramProtocol(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         trusted = self._policy.trusts(addr)
-        if not trusted and self._policy.reject:
+        if not trusted and self._policy.on_untrusted == "reject":
             log_rejection("dropped datagram", addr, "peer is not in the trusted networks")
             return
         try:

@@ -105,7 +105,7 @@ def _handshake(conn: socket.socket, peer: Any, policy: Policy, trusted: bool) ->
 
     Logs the one record for a connection given up on, then raises.
     """
-    if not trusted and policy.reject:
+    if not trusted and policy.on_untrusted == "reject":
         log_rejection("closed connection", peer, "peer is not in the trusted networks")
         raise UntrustedPeer(f"{peer!r} is not in the trusted networks")
     try:
@@ -179,7 +179,7 @@ class ProxyProtocolMixin:
 
     def verify_request(self, request: Any, client_address: Any) -> bool:
         policy = self._proxy_policy
-        if policy.reject and not policy.trusts(client_address):
+        if policy.on_untrusted == "reject" and not policy.trusts(client_address):
             # Closed (by socketserver) before a byte is read.
             log_rejection(
                 "closed connection", client_address, "peer is not in the trusted networks"
