@@ -403,9 +403,8 @@ class Policy:
     ) -> None:
         if policy is not None and (trusted is not None or on_untrusted is not None):
             raise ValueError("give either policy or trusted/on_untrusted, not both")
-        if on_untrusted is None:
-            on_untrusted = REJECT
-        if on_untrusted not in UNTRUSTED_DECISIONS:
+        untrusted: Decision = REJECT if on_untrusted is None else on_untrusted
+        if untrusted not in UNTRUSTED_DECISIONS:
             raise ValueError(
                 f"on_untrusted must be 'reject', 'ignore' or 'skip', not {on_untrusted!r}"
             )
@@ -415,7 +414,7 @@ class Policy:
             raise TypeError(f"stats must be a pyproxyproto.Stats or None, not {stats!r}")
         check_versions(v1, v2)
         self.networks = trusted_networks(trusted)
-        self.on_untrusted: Decision = on_untrusted
+        self.on_untrusted = untrusted
         self.policy = policy
         self.validate = validate
         self.timeout = check_timeout(timeout)
