@@ -7,6 +7,7 @@ from ._build import build
 from ._errors import (
     ChecksumMismatch,
     ConnectionClosed,
+    HeaderRejected,
     HeaderTimeout,
     Incomplete,
     InvalidHeader,
@@ -14,6 +15,7 @@ from ._errors import (
     UntrustedPeer,
 )
 from ._header import Command, SSLInfo
+from ._policy import Stats
 
 __version__ = "0.1.0"
 
@@ -28,12 +30,14 @@ __all__ = [
     "ChecksumMismatch",
     "Command",
     "ConnectionClosed",
+    "HeaderRejected",
     "HeaderTimeout",
     "Incomplete",
     "InvalidHeader",
     "ProxyHeader",
     "ProxyProtocolError",
     "SSLInfo",
+    "Stats",
     "UntrustedPeer",
     "build",
     "parse",

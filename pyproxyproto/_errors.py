@@ -70,6 +70,21 @@ class ConnectionClosed(ProxyProtocolError, ConnectionError):
         return (type(self), (self.received, self.needed))
 
 
+class HeaderRejected(ProxyProtocolError):
+    """The header is valid, but the ``validate`` callable refused it.
+
+    ``header`` is the refused header; the validator's exception is the
+    ``__cause__``.
+    """
+
+    def __init__(self, message: str, header: object) -> None:
+        super().__init__(message)
+        self.header = header
+
+    def __reduce__(self) -> tuple[type, tuple[str, object]]:
+        return (type(self), (str(self), self.header))
+
+
 class HeaderTimeout(TimeoutError):
     """The whole header did not arrive within the allowed time."""
 

@@ -15,17 +15,23 @@ import logging
 import ssl as _ssl
 import sys
 from asyncio import sslproto
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 from . import parse
-from ._errors import HeaderTimeout, Incomplete, ProxyProtocolError
+from ._errors import HeaderRejected, HeaderTimeout, Incomplete, ProxyProtocolError
 from ._policy import (
+    DEFAULT_MAX_HEADER_SIZE,
     DEFAULT_TIMEOUT,
+    REJECT,
+    SKIP,
+    Decision,
+    PeerAddress,
     Policy,
+    Stats,
+    Trusted,
     check_timeout,
     check_versions,
     closed_before_header,
-    log_rejection,
     timeout_message,
 )
 from .datagram import wrap_datagram
@@ -39,11 +45,15 @@ _STREAM_LIMIT = 2**16
 def wrap(
     protocol_factory: Callable[..., asyncio.BaseProtocol],
     *,
-    trusted: Any = None,
-    on_untrusted: str = "reject",
+    trusted: Trusted | None = None,
+    on_untrusted: Literal["reject", "ignore", "skip"] | None = None,
+    policy: Callable[[PeerAddress], Decision] | None = None,
+    validate: Callable[[Any], object] | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
+    max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
     v1: bool = True,
     v2: bool = True,
+    stats: Stats | None = None,
     ssl: _ssl.SSLContext | None = None,
     ssl_handshake_timeout: float | None = None,
     ssl_shutdown_timeout: float | None = None,
@@ -58,8 +68,17 @@ def wrap(
     With ``ssl``, TLS starts after the plaintext header (TLS passthrough).
     Arguments the server passes to the factory are passed on to
     ``protocol_factory``.
+
+    Who must send a header, and what is refused, counted and logged, is
+    ``pyproxyproto``'s policy (see README, "Policies"): ``trusted`` with
+    ``on_untrusted`` ("reject", "ignore" or "skip"), or a ``policy``
+    callable; ``validate``, ``timeout``, ``max_header_size``, ``v1``/``v2``
+    and ``stats``.  A skipped peer's protocol gets the real transport.
     """
-    policy = Policy(trusted=trusted, on_untrusted=on_untrusted, timeout=timeout, v1=v1, v2=v2)
+    rules = Policy(
+        trusted=trusted, on_untrusted=on_untrusted, policy=policy, validate=validate,
+        timeout=timeout, max_header_size=max_header_size, v1=v1, v2=v2, stats=stats,
+    )
     ssl_options = {
         name: value
         for name, value in (
@@ -73,7 +92,7 @@ def wrap(
     if "ssl_shutdown_timeout" in ssl_options and sys.version_info < (3, 11):
         raise ValueError("ssl_shutdown_timeout needs Python 3.11 or later")
 
-    server = _Server(protocol_factory, policy, ssl, ssl_options)
+    server = _Server(protocol_factory, rules, ssl, ssl_options)
 
     def factory(*args: Any, **kwargs: Any) -> asyncio.Protocol:
         return _HeaderProtocol(server, args, kwargs)
@@ -90,11 +109,15 @@ async def start_server(
     ssl: _ssl.SSLContext | None = None,
     ssl_handshake_timeout: float | None = None,
     ssl_shutdown_timeout: float | None = None,
-    trusted: Any = None,
-    on_untrusted: str = "reject",
+    trusted: Trusted | None = None,
+    on_untrusted: Literal["reject", "ignore", "skip"] | None = None,
+    policy: Callable[[PeerAddress], Decision] | None = None,
+    validate: Callable[[Any], object] | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
+    max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
     v1: bool = True,
     v2: bool = True,
+    stats: Stats | None = None,
     **kwds: Any,
 ) -> asyncio.Server:
     """``asyncio.start_server`` behind a PROXY header.
@@ -102,7 +125,8 @@ async def start_server(
     ``client_connected_cb`` runs once the header is read; the writer's
     ``get_extra_info`` reports the header's addresses as in ``wrap``.  With
     ``ssl``, the header is read in plaintext and TLS starts after it.
-    Other keyword arguments go to ``loop.create_server``.
+    The policy options are ``wrap``'s; other keyword arguments go to
+    ``loop.create_server``.
     """
     loop = asyncio.get_running_loop()
 
@@ -114,9 +138,13 @@ async def start_server(
         stream_protocol,
         trusted=trusted,
         on_untrusted=on_untrusted,
+        policy=policy,
+        validate=validate,
         timeout=timeout,
+        max_header_size=max_header_size,
         v1=v1,
         v2=v2,
+        stats=stats,
         ssl=ssl,
         ssl_handshake_timeout=ssl_handshake_timeout,
         ssl_shutdown_timeout=ssl_shutdown_timeout,
@@ -137,7 +165,7 @@ async def read_header(
     after ``timeout`` seconds, ConnectionClosed if the stream ends mid-header,
     InvalidHeader for a bad one.
     """
-    check_timeout(timeout)
+    timeout = check_timeout(timeout)
     check_versions(v1, v2)
     data = bytearray()
     try:
@@ -232,10 +260,14 @@ class _Sweeper:
 
 
 class _HeaderProtocol(asyncio.Protocol):
-    """Reads the header, then hands the connection to the inner protocol."""
+    """Reads the header, then hands the connection to the inner protocol.
+
+    The common case, a whole header in the first read, takes one parse and
+    no copy; a header in pieces is gathered in a bytearray.
+    """
 
     __slots__ = (
-        "_server", "_args", "_kwargs", "_transport", "_peer", "_trusted", "_buffer",
+        "_server", "_args", "_kwargs", "_transport", "_peer", "_decision", "_buffer",
         "_needed", "_sweeper", "_done",
     )
 
@@ -243,29 +275,30 @@ class _HeaderProtocol(asyncio.Protocol):
         self._server = server
         self._args = args
         self._kwargs = kwargs
-        self._transport: Any = None
-        self._peer: Any = None
-        self._trusted = True
-        self._buffer: bytearray | None = None  # only when the header comes in pieces
+        self._buffer: bytearray | None = None
         self._needed = 0  # the length the parser last asked for
         self._sweeper: _Sweeper | None = None
         self._done = False
 
     def connection_made(self, transport: Any) -> None:
         self._transport = transport
-        policy = self._server.policy
+        server = self._server
+        policy = server.policy
         peer = self._peer = transport.get_extra_info("peername")
-        if policy.networks is not None:
-            self._trusted = policy.trusts(peer)
-            if not self._trusted and policy.reject:
-                self._give_up("peer is not in the trusted networks")
-                return
-        if policy.timeout is not None:
-            self._sweeper = self._server.sweeper()
-            self._sweeper.add(self)
+        decision = self._decision = policy.decide(peer)
+        if decision == REJECT:
+            self._done = True
+            policy.refuse_peer(peer)
+            transport.close()
+        elif decision == SKIP:
+            self._done = True
+            policy.skipped()
+            self._start_inner(transport)
+        elif policy.timeout is not None:
+            sweeper = self._sweeper = server.sweeper()
+            sweeper.add(self)
 
     def data_received(self, data: bytes) -> None:
-        policy = self._server.policy
         buffer: Any
         if self._buffer is None:
             buffer = data  # the usual case: the whole header in one read
@@ -274,37 +307,50 @@ class _HeaderProtocol(asyncio.Protocol):
             buffer = self._buffer
             if len(buffer) < self._needed:
                 return  # a long v2 header still arriving: nothing to decide yet
+        policy = self._server.policy
         try:
-            header = parse(buffer, v1=policy.v1, v2=policy.v2)
+            header = policy.parse(buffer)
         except Incomplete as exc:
             self._needed = exc.needed
             if self._buffer is None:
                 self._buffer = bytearray(data)
             return
         except ProxyProtocolError as exc:
-            self._give_up(f"invalid PROXY header: {exc}")
+            self._finish()
+            policy.refuse_header(self._peer, exc)
+            self._transport.close()
             return
         self._finish()
-        self._buffer = None
-        self._hand_over(header, buffer)
+        try:
+            _, believed = policy.accept(header, self._peer, self._decision)
+        except HeaderRejected:  # counted and logged by the policy
+            self._transport.close()
+            return
+        transport = _ProxiedTransport(self._transport, self._peer, believed)
+        protocol = self._start_inner(transport)
+        if len(buffer) > header.length:
+            # Synchronous, as if the real transport had just read these bytes.
+            transport.deliver(protocol, buffer, header.length)
 
     def eof_received(self) -> bool:
-        received = self._received()
-        # A connect-and-close (a TCP health check) is not worth a warning.
-        level = logging.WARNING if received else logging.DEBUG
-        needed = max(self._needed, received + 1)
-        self._give_up(str(closed_before_header(received, needed)), level)
+        self._closed_early(None)
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self._done:
-            level = logging.WARNING if self._received() else logging.DEBUG
-            self._give_up(f"connection lost before the PROXY header ({exc})", level)
+            self._closed_early(exc)
 
     def expire(self) -> None:
         """Called by the sweeper at the deadline."""
         self._sweeper = None
-        self._give_up(timeout_message(self._server.policy.timeout, self._received()))
+        self._done = True
+        self._server.policy.timed_out(self._peer, self._received())
+        self._transport.close()
+
+    def _closed_early(self, cause: BaseException | None) -> None:
+        self._finish()
+        self._server.policy.closed_early(self._peer, self._received(), self._needed, cause)
+        self._transport.close()
 
     def _received(self) -> int:
         return 0 if self._buffer is None else len(self._buffer)
@@ -315,15 +361,9 @@ class _HeaderProtocol(asyncio.Protocol):
             self._sweeper.discard(self)
             self._sweeper = None
 
-    def _give_up(self, reason: str, level: int = logging.WARNING) -> None:
-        self._finish()
-        log_rejection("closed connection", self._peer, reason, level)
-        self._transport.close()
-
-    def _hand_over(self, header: Any, buffer: Any) -> None:
+    def _start_inner(self, transport: Any) -> asyncio.BaseProtocol:
+        """Make the inner protocol, give it the connection; return it."""
         server = self._server
-        real = self._transport
-        transport = _ProxiedTransport(real, self._peer, header if self._trusted else None)
         protocol: asyncio.BaseProtocol = server.make_protocol(*self._args, **self._kwargs)
         if server.ssl is not None:
             # What loop.create_server(ssl=...) builds for each connection;
@@ -337,11 +377,9 @@ class _HeaderProtocol(asyncio.Protocol):
                 server_side=True,
                 **server.ssl_options,
             )
-        real.set_protocol(protocol)
+        self._transport.set_protocol(protocol)
         protocol.connection_made(transport)
-        if len(buffer) > header.length:
-            # Synchronous, as if the real transport had just read these bytes.
-            transport.deliver(buffer, header.length)
+        return protocol
 
 
 class _SocketView:
@@ -391,21 +429,20 @@ class _ProxiedTransport(asyncio.Transport):
         # BaseTransport's _extra is not used: get_extra_info is answered here.
         self._transport = transport
         self._proxy_peer = proxy_peer
-        self._header = header  # None when the peer is not trusted (consumed, not believed)
+        self._header = header  # None under "ignore": consumed, not believed
         self._socket: Any = None  # the view, made when first asked for
         self._pending: Any = None  # the bytes after the header, while paused
         self._paused = False  # as the protocol sees it
         self._real_paused = False
         self._flush_handle: asyncio.Handle | None = None
 
-    def deliver(self, buffer: Any, start: int) -> None:
-        """Hand ``buffer[start:]`` to the protocol now, or keep it while paused."""
+    def deliver(self, protocol: asyncio.BaseProtocol, buffer: Any, start: int) -> None:
+        """Hand ``buffer[start:]`` to ``protocol`` now, or keep it while paused."""
         if self._transport.is_closing():
             return
-        protocol = self._transport.get_protocol()
         if not self._paused and not isinstance(protocol, asyncio.BufferedProtocol):
             data = buffer[start:]
-            protocol.data_received(data if type(data) is bytes else bytes(data))
+            protocol.data_received(data if type(data) is bytes else bytes(data))  # type: ignore[attr-defined]
             return
         self._pending = memoryview(buffer)[start:]
         self._flush()  # nothing yet if the protocol paused: resume_reading() flushes

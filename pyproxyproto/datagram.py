@@ -8,11 +8,19 @@ proxy that forwarded that client.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
-from . import parse
-from ._errors import ProxyProtocolError
-from ._policy import Policy, log_rejection
+from ._errors import HeaderRejected, ProxyProtocolError
+from ._policy import (
+    DEFAULT_MAX_HEADER_SIZE,
+    REJECT,
+    SKIP,
+    Decision,
+    PeerAddress,
+    Policy,
+    Stats,
+    Trusted,
+)
 
 __all__ = ["wrap_datagram"]
 
@@ -24,24 +32,33 @@ _DATAGRAM_ROUTES = 65536
 def wrap_datagram(
     protocol_factory: Callable[[], asyncio.DatagramProtocol],
     *,
-    trusted: Any = None,
-    on_untrusted: str = "reject",
+    trusted: Trusted | None = None,
+    on_untrusted: Literal["reject", "ignore", "skip"] | None = None,
+    policy: Callable[[PeerAddress], Decision] | None = None,
+    validate: Callable[[Any], object] | None = None,
+    max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
     v1: bool = True,
     v2: bool = True,
+    stats: Stats | None = None,
 ) -> Callable[[], asyncio.DatagramProtocol]:
     """Wrap a datagram protocol factory for ``loop.create_datagram_endpoint``.
 
     Every datagram carries its own header: the inner protocol's
     ``datagram_received(payload, addr)`` gets the header's source as
-    ``addr``.  A datagram without a valid header, or from an untrusted peer
-    under on_untrusted="reject", is dropped and logged.  Replies sent with
-    ``transport.sendto(data, client_address)`` go to the proxy that last
-    forwarded that client.
+    ``addr``.  The policy options are ``aio.wrap``'s (there is no timeout:
+    each datagram is whole) and apply to each datagram: one that is refused
+    (untrusted peer under "reject", no valid header, refused by
+    ``validate``) is dropped, counted and logged; under "skip" it is passed
+    on as it came.  Replies sent with ``transport.sendto(data,
+    client_address)`` go to the proxy that last forwarded that client.
     """
-    policy = Policy(trusted=trusted, on_untrusted=on_untrusted, v1=v1, v2=v2)
+    rules = Policy(
+        trusted=trusted, on_untrusted=on_untrusted, policy=policy, validate=validate,
+        timeout=None, max_header_size=max_header_size, v1=v1, v2=v2, stats=stats,
+    )
 
     def factory() -> asyncio.DatagramProtocol:
-        return _DatagramProtocol(protocol_factory(), policy)
+        return _DatagramProtocol(protocol_factory(), rules)
 
     return factory
 
@@ -56,18 +73,26 @@ class _DatagramProtocol(asyncio.DatagramProtocol):
         self._inner.connection_made(_DatagramTransport(transport, self))
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        trusted = self._policy.trusts(addr)
-        if not trusted and self._policy.reject:
-            log_rejection("dropped datagram", addr, "peer is not in the trusted networks")
+        policy = self._policy
+        decision = policy.decide(addr)
+        if decision == REJECT:
+            policy.refuse_peer(addr, "dropped datagram")
+            return
+        if decision == SKIP:
+            policy.skipped()
+            self._inner.datagram_received(data, addr)
             return
         try:
-            header = parse(data, v1=self._policy.v1, v2=self._policy.v2)
+            header = policy.parse(data)
         except ProxyProtocolError as exc:
-            log_rejection("dropped datagram", addr, f"invalid PROXY header: {exc}")
+            # Incomplete too: a datagram is all there will be.
+            policy.refuse_header(addr, exc, "dropped datagram")
             return
-        client = addr
-        if trusted and header.source is not None:
-            client = header.source
+        try:
+            client, believed = policy.accept(header, addr, decision)
+        except HeaderRejected:  # counted and logged by the policy
+            return
+        if believed is not None and believed.source is not None:
             key = _route_key(client)
             # Most recent last, so the oldest route is the first to go.
             self._routes.pop(key, None)

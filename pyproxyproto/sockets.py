@@ -11,18 +11,27 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from typing import Any
+from typing import Any, Callable, Literal
 
-from . import parse
-from ._errors import HeaderTimeout, Incomplete, ProxyProtocolError, UntrustedPeer
+from ._errors import (
+    ConnectionClosed,
+    HeaderTimeout,
+    Incomplete,
+    ProxyProtocolError,
+    UntrustedPeer,
+)
 from ._policy import (
+    DEFAULT_MAX_HEADER_SIZE,
     DEFAULT_TIMEOUT,
     FIRST_PEEK,
+    REJECT,
+    SKIP,
+    Decision,
+    PeerAddress,
     Policy,
-    check_timeout,
-    check_versions,
+    Stats,
+    Trusted,
     closed_before_header,
-    log_rejection,
     timeout_message,
 )
 
@@ -33,33 +42,47 @@ def recv_header(
     sock: socket.socket,
     *,
     timeout: float | None = DEFAULT_TIMEOUT,
+    max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
     v1: bool = True,
     v2: bool = True,
 ) -> Any:
     """Receive exactly one PROXY header from a connected stream socket.
 
-    ``timeout`` bounds the whole header, however fragmented (None: wait
-    forever); past it, HeaderTimeout.  A peer that closes mid-header raises
-    ConnectionClosed, a bad header InvalidHeader.  The socket's own timeout is
-    left as it was found.
+    ``timeout`` bounds the whole header, however fragmented (None or inf:
+    wait forever); past it, HeaderTimeout.  A peer that closes mid-header
+    raises ConnectionClosed, a bad header (or a v2 header declaring more
+    than ``max_header_size`` bytes) InvalidHeader.  The socket's own
+    timeout is left as it was found.
     """
-    check_timeout(timeout)
-    check_versions(v1, v2)
+    policy = Policy(timeout=timeout, max_header_size=max_header_size, v1=v1, v2=v2)
+    taken = bytearray()
+    try:
+        return _receive(sock, policy, taken)
+    except TimeoutError:
+        raise HeaderTimeout(timeout_message(policy.timeout, len(taken))) from None
+
+
+def _receive(sock: socket.socket, policy: Policy, taken: bytearray) -> Any:
+    """The header, read exactly; ``taken`` holds what was received so far.
+
+    Raises TimeoutError at the policy's deadline, ConnectionClosed,
+    ProxyProtocolError, or the socket's OSError.
+    """
     if sock.type != socket.SOCK_STREAM:
         raise ValueError(
             "recv_header() needs a stream socket; a datagram carries its own "
             "header: use parse() on each one"
         )
+    timeout = policy.timeout
     deadline = None if timeout is None else time.monotonic() + timeout
     saved = sock.gettimeout()
-    taken = bytearray()
     peeked = b""
     needed = 0  # parse at once: even an empty buffer says how much to peek
     try:
         while True:
             if len(taken) + len(peeked) >= needed:
                 try:
-                    header = parse(bytes(taken) + peeked, v1=v1, v2=v2)
+                    header = policy.parse(bytes(taken) + peeked)
                     break
                 except Incomplete as exc:
                     needed = exc.needed
@@ -73,8 +96,6 @@ def recv_header(
                 raise closed_before_header(len(taken), needed)
         _recv_exactly(sock, header.length - len(taken), taken, deadline)
         return header
-    except TimeoutError:
-        raise HeaderTimeout(timeout_message(timeout, len(taken))) from None
     finally:
         sock.settimeout(saved)
 
@@ -100,49 +121,65 @@ def _recv_exactly(sock: socket.socket, n: int, into: bytearray, deadline: float 
         n -= len(chunk)
 
 
-def _handshake(conn: socket.socket, peer: Any, policy: Policy, trusted: bool) -> tuple[Any, Any]:
-    """Read the header from an accepted connection; return (client, header).
-
-    Logs the one record for a connection given up on, then raises.
-    """
-    if not trusted and policy.reject:
-        log_rejection("closed connection", peer, "peer is not in the trusted networks")
-        raise UntrustedPeer(f"{peer!r} is not in the trusted networks")
-    try:
-        header = recv_header(conn, timeout=policy.timeout, v1=policy.v1, v2=policy.v2)
-    except (ProxyProtocolError, HeaderTimeout, OSError) as exc:
-        log_rejection("closed connection", peer, str(exc) or type(exc).__name__)
-        raise
-    if not trusted:
-        # on_untrusted="ignore": the header is consumed but not believed.
+def _handshake(
+    conn: socket.socket, peer: PeerAddress, policy: Policy, decision: Decision
+) -> tuple[Any, Any]:
+    """Read the header from an accepted connection as the policy decided;
+    return (client, header).  Given up on: the policy counts and logs it,
+    and its exception is raised."""
+    if decision == REJECT:
+        raise policy.refuse_peer(peer)
+    if decision == SKIP:
+        policy.skipped()
         return peer, None
-    if header.source is None:  # LOCAL, UNKNOWN: the real addresses stand
-        return peer, header
-    return header.source, header
+    taken = bytearray()
+    try:
+        header = _receive(conn, policy, taken)
+    except TimeoutError:
+        raise policy.timed_out(peer, len(taken)) from None
+    except ConnectionClosed as exc:
+        raise policy.closed_early(peer, exc.received, exc.needed) from None
+    except ProxyProtocolError as exc:
+        raise policy.refuse_header(peer, exc) from None
+    except OSError as exc:  # reset by the peer, ...
+        raise policy.closed_early(peer, len(taken), len(taken) + 1, exc) from exc
+    return policy.accept(header, peer, decision)
 
 
 def accept(
     listening_sock: socket.socket,
     *,
-    trusted: Any = None,
-    on_untrusted: str = "reject",
+    trusted: Trusted | None = None,
+    on_untrusted: Literal["reject", "ignore", "skip"] | None = None,
+    policy: Callable[[PeerAddress], Decision] | None = None,
+    validate: Callable[[Any], object] | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
+    max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
     v1: bool = True,
     v2: bool = True,
+    stats: Stats | None = None,
 ) -> tuple[socket.socket, Any, Any]:
     """Accept a connection and read its header: ``(conn, client_address, header)``.
 
     ``client_address`` is the header's source, or the socket's peer for a
-    LOCAL/UNKNOWN header or an untrusted peer under on_untrusted="ignore"
-    (``header`` is then None: it was consumed, not believed).  When the
-    connection is given up on it is closed, one record is logged on the
-    "pyproxyproto" logger, and the reason is raised: UntrustedPeer,
-    InvalidHeader, ConnectionClosed (closed mid-header) or HeaderTimeout.
+    LOCAL/UNKNOWN header, a skipped peer, or an untrusted peer under
+    on_untrusted="ignore" (``header`` is then None: consumed, not
+    believed; for a skipped peer there was none).  When the connection is
+    given up on it is closed, counted and logged by the policy, and the
+    reason is raised: UntrustedPeer, InvalidHeader, HeaderRejected (by
+    ``validate``), ConnectionClosed (closed mid-header) or HeaderTimeout.
+
+    This waits for the header in the calling thread, up to ``timeout`` per
+    connection: an accept loop calling it serves nobody else meanwhile.
+    See README, "Blocking sockets", for a thread per connection.
     """
-    policy = Policy(trusted=trusted, on_untrusted=on_untrusted, timeout=timeout, v1=v1, v2=v2)
+    rules = Policy(
+        trusted=trusted, on_untrusted=on_untrusted, policy=policy, validate=validate,
+        timeout=timeout, max_header_size=max_header_size, v1=v1, v2=v2, stats=stats,
+    )
     conn, peer = listening_sock.accept()
     try:
-        client, header = _handshake(conn, peer, policy, policy.trusts(peer))
+        client, header = _handshake(conn, peer, rules, rules.decide(peer))
     except BaseException:
         conn.close()
         raise
@@ -154,47 +191,62 @@ class ProxyProtocolMixin:
 
     Put it first: ``class Server(ProxyProtocolMixin, ThreadingTCPServer)``;
     the handler's ``client_address`` is then the real client, and
-    ``server.proxy_header(request)`` the header (None when not believed).
-    Options are keyword arguments of the constructor.  The header is read
-    in ``finish_request``, i.e. in the worker thread with ThreadingMixIn,
-    so a slow peer does not hold up the accept loop.
+    ``server.proxy_header(request)`` the header (None when not believed or
+    skipped).  The policy options (``aio.wrap``'s) are keyword arguments of
+    the constructor.  The header is read in ``finish_request``, i.e. in the
+    worker thread with ThreadingMixIn, so a slow peer does not hold up the
+    accept loop.  The listen backlog is asyncio's (100), not socketserver's 5.
     """
+
+    request_queue_size = 100
 
     def __init__(
         self,
         *args: Any,
-        trusted: Any = None,
-        on_untrusted: str = "reject",
+        trusted: Trusted | None = None,
+        on_untrusted: Literal["reject", "ignore", "skip"] | None = None,
+        policy: Callable[[PeerAddress], Decision] | None = None,
+        validate: Callable[[Any], object] | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
+        max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
         v1: bool = True,
         v2: bool = True,
+        stats: Stats | None = None,
         **kwargs: Any,
     ) -> None:
         self._proxy_policy = Policy(
-            trusted=trusted, on_untrusted=on_untrusted, timeout=timeout, v1=v1, v2=v2
+            trusted=trusted, on_untrusted=on_untrusted, policy=policy, validate=validate,
+            timeout=timeout, max_header_size=max_header_size, v1=v1, v2=v2, stats=stats,
         )
+        # Per request: the decision (made in the accept loop), then the header.
+        self._proxy_decisions: dict[Any, Decision] = {}
         self._proxy_headers: dict[Any, Any] = {}
         self._proxy_lock = threading.Lock()
         super().__init__(*args, **kwargs)
 
     def verify_request(self, request: Any, client_address: Any) -> bool:
         policy = self._proxy_policy
-        if policy.reject and not policy.trusts(client_address):
+        decision = policy.decide(client_address)
+        if decision == REJECT:
             # Closed (by socketserver) before a byte is read.
-            log_rejection(
-                "closed connection", client_address, "peer is not in the trusted networks"
-            )
+            policy.refuse_peer(client_address)
             return False
-        return super().verify_request(request, client_address)  # type: ignore[misc]
+        if not super().verify_request(request, client_address):  # type: ignore[misc]
+            return False
+        with self._proxy_lock:
+            self._proxy_decisions[request] = decision
+        return True
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         policy = self._proxy_policy
+        with self._proxy_lock:
+            decision = self._proxy_decisions.pop(request, None)
+        if decision is None:  # verify_request was overridden without calling ours
+            decision = policy.decide(client_address)
         try:
-            client, header = _handshake(
-                request, client_address, policy, policy.trusts(client_address)
-            )
-        except (ProxyProtocolError, HeaderTimeout, OSError):
-            return  # logged; socketserver closes the request
+            client, header = _handshake(request, client_address, policy, decision)
+        except (ProxyProtocolError, HeaderTimeout, UntrustedPeer, OSError):
+            return  # counted and logged; socketserver closes the request
         with self._proxy_lock:
             self._proxy_headers[request] = header
         try:

@@ -9,6 +9,7 @@ a missing extension is an error, not a silent skip.
 import pytest
 
 import pyproxyproto
+from pyproxyproto import _policy
 from pyproxyproto._backend import available
 
 BACKENDS = available()
@@ -23,6 +24,12 @@ def backend(request):
 def both_backends():
     """Every available backend, for tests that compare them."""
     return BACKENDS
+
+
+@pytest.fixture(autouse=True)
+def _fresh_log_limiter():
+    """Each test starts with a full budget of warning records."""
+    _policy._limiter.reset()
 
 
 def pytest_report_header(config):

@@ -52,10 +52,23 @@ def test_overlapping_and_adjacent_ranges_merge():
     assert "9.1.1.1" in nets
 
 
-@pytest.mark.parametrize("bad", ["10.0.0.1/8", "10.0.0.0/33", "example.com", "", ["10/8"]])
+@pytest.mark.parametrize("bad", ["10.0.0.1/8", "10.0.0.0/33", "example.com", ""])
 def test_bad_networks_raise_clear_errors(bad):
     with pytest.raises(ValueError, match="trusted: .* is not an IP network"):
         trusted_networks([bad])
+
+
+@pytest.mark.parametrize("bad", [b"10.0.0.0/8", bytearray(b"10.0.0.0/8"), 3.5, object()])
+def test_wrong_types_for_trusted_are_type_errors(bad):
+    # bytes would otherwise be read as a sequence of ints (0.0.0.49, ...).
+    with pytest.raises(TypeError, match="trusted"):
+        trusted_networks(bad)
+
+
+@pytest.mark.parametrize("bad", [b"10.0.0.0/8", ["10/8"], 1.5, True])
+def test_wrong_types_inside_trusted_are_type_errors(bad):
+    with pytest.raises(TypeError, match="is not an IP network"):
+        trusted_networks(["10.0.0.0/8", bad])
 
 
 def test_a_lone_string_is_one_network():
