@@ -189,7 +189,7 @@ def test_large_v2_header_in_pieces():
     pieces = [data[i : i + 4096] for i in range(0, len(data), 4096)]
 
     async def main():
-        async with serving(Recorder) as address:
+        async with serving(Recorder, max_header_size=65551) as address:
             reply, _ = await send(address, *pieces, pause=0.001)
         return reply, Recorder.instances[0].extra["proxy_header"]
 

@@ -132,7 +132,11 @@ def test_default_header_timeout_is_five_seconds(api):
 def test_default_options(api):
     params = inspect.signature(api).parameters
     assert params["trusted"].default is None
-    assert params["on_untrusted"].default == "reject"
+    # None means "reject", and leaves room for a policy callable instead.
+    assert params["on_untrusted"].default is None
+    assert Policy().on_untrusted == "reject"
+    assert params["policy"].default is None and params["validate"].default is None
+    assert params["max_header_size"].default == 4096 and params["stats"].default is None
     assert params["v1"].default is True and params["v2"].default is True
 
 
