@@ -240,6 +240,12 @@ def run(duration: float = 2.0, rounds: int = 5, max_conns: int = 20000,
     return summary
 
 
+def errors(summary: dict[str, Any]) -> int:
+    """Failed connections in the whole run (a run with any is not a result)."""
+    return sum(s[side]["errors"] for kinds in summary["loops"].values()
+               for s in kinds.values() for side in ("plain", "wrapped"))
+
+
 def format_table(summary: dict[str, Any]) -> str:
     lines = ["loop     server                            conn/s   CPU us/conn  busy  "
              "client us/conn  wrapped/plain CPU (median, min-max)  errors"]

@@ -220,38 +220,39 @@ def render(directory: str) -> str:
 
     # -- accept loop -------------------------------------------------------------------
     acc = data["accept"]
-    if acc:
-        add("## Accept loop: asyncio server on 127.0.0.1")
+    if acc and "loops" in acc:
+        add("## Accept loop: what the PROXY wrapper costs an asyncio server")
         add("")
         add(f"Each connection sends a PROXY v2 header and a small request "
-            f"({acc['request_bytes']} bytes, one write), reads the reply to EOF, and checks that "
-            f"the reply names the client the server saw. Load generator: a second process with "
-            f"{acc['concurrency']} connections in flight; {acc['repeats']} runs of "
-            f"{acc['duration_s']:g} s (at most {acc['max_conns']:,} connections) per mode, "
-            f"interleaved; medians. Client and server share the machine's cores (and, on a "
-            f"busy machine, other work), so differences within the spread of the runs are "
-            f"noise; server CPU per connection is the steadier figure.")
+            f"({acc['request_bytes']} bytes, one write) to 127.0.0.1, reads the reply to EOF "
+            f"and checks that it names the client the server saw. Load generator: a C program "
+            f"(`bench/loadgen.c`, compiled at run time) in another process, "
+            f"{acc['threads']} epoll threads, {acc['concurrency']} connections in flight. "
+            f"Each round runs the plain server and the wrapped one back to back (alternating "
+            f"which goes first), {acc['duration_s']:g} s or {acc['max_conns']:,} connections "
+            f"each; {acc['rounds']} rounds. Server CPU per connection is the server process's "
+            f"user + system time over its connections; the ratio is taken within each round, "
+            f"and its median and range are shown. Busy: the server's CPU time over the run's "
+            f"wall time (the rest of the two cores went to the load generator, the kernel's "
+            f"loopback work and other jobs). Targets (issue 8): asyncio <= 1.05, uvloop <= "
+            f"1.25, `aio.start_server` / `asyncio.start_server` <= 1.05.")
         add("")
-        modes = acc["modes"]
-        plain = modes.get("plain", {})
-        desc = {"plain": "plain asyncio.Protocol (no PROXY support)",
-                "parse": "same + `pyproxyproto.parse` on the first read",
-                "wrap": "same, wrapped by `pyproxyproto.aio.wrap()` (defaults)"}
         rows = []
-        for mode, m in modes.items():
-            rel = (m["conns_per_s"] / plain["conns_per_s"]) if plain.get("conns_per_s") else None
-            cpu = m.get("server_cpu_us_per_conn")
-            runs = m.get("conns_per_s_runs") or [m["conns_per_s"]]
-            rows.append([desc.get(mode, mode), f"{m['conns_per_s']:,.0f}",
-                         f"{min(runs):,.0f}–{max(runs):,.0f}",
-                         f"{rel:.2f}" if rel else "—",
-                         f"{cpu:,.0f} µs" if cpu else "—",
-                         f"{cpu - plain['server_cpu_us_per_conn']:+,.0f} µs"
-                         if cpu and plain.get("server_cpu_us_per_conn") else "—",
-                         f"{m['connections']:,}", str(m["errors"])])
-        lines += _table(["server", "connections/s", "runs (min–max)", "vs plain",
-                         "server CPU / conn",
-                         "vs plain", "connections", "errors"], rows)
+        for loop_name, kinds in acc["loops"].items():
+            for kind, s in kinds.items():
+                for i, side in enumerate(("plain", "wrapped")):
+                    m = s[side]
+                    ratio = (f"**{s['cpu_ratio']:.3f}** ({min(s['cpu_ratio_runs']):.3f}–"
+                             f"{max(s['cpu_ratio_runs']):.3f})" if i else "")
+                    rows.append([loop_name, f"`{acc['pairs'][kind][i]}`",
+                                 f"{m['conns_per_s']:,.0f}",
+                                 f"{m['server_cpu_us_per_conn']:,.1f} µs", ratio,
+                                 f"{m['server_busy']:.2f}",
+                                 f"{m['client_cpu_us_per_conn']:,.1f} µs",
+                                 f"{m['connections']:,}", str(m["errors"])])
+        lines += _table(["loop", "server", "connections/s", "server CPU / conn",
+                         "wrapped / plain CPU (median, range)", "busy",
+                         "load generator CPU / conn", "connections", "errors"], rows)
 
     # -- capabilities ------------------------------------------------------------------
     probes = env.get("probes", {})

@@ -35,7 +35,7 @@ from ._policy import (
     timeout_message,
 )
 
-__all__ = ["ProxyProtocolMixin", "UntrustedPeer", "accept", "recv_header"]
+__all__ = ["ProxyProtocolMixin", "UntrustedPeer", "accept", "handshake", "recv_header"]
 
 
 def recv_header(
@@ -146,6 +146,34 @@ def _handshake(
     return policy.accept(header, peer, decision)
 
 
+def handshake(
+    conn: socket.socket,
+    peer: PeerAddress,
+    *,
+    trusted: Trusted | None = None,
+    on_untrusted: Literal["reject", "ignore", "skip"] | None = None,
+    policy: Callable[[PeerAddress], Decision] | None = None,
+    validate: Callable[[Any], object] | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
+    v1: bool = True,
+    v2: bool = True,
+    stats: Stats | None = None,
+) -> tuple[Any, Any]:
+    """What ``accept`` does after accepting: ``(client_address, header)`` for
+    ``conn``, accepted from ``peer`` by your own loop (call it in a thread of
+    its own, so that a slow peer holds up nobody else).
+
+    Refusals are counted, logged and raised as by ``accept``; closing
+    ``conn`` is then the caller's job.
+    """
+    rules = Policy(
+        trusted=trusted, on_untrusted=on_untrusted, policy=policy, validate=validate,
+        timeout=timeout, max_header_size=max_header_size, v1=v1, v2=v2, stats=stats,
+    )
+    return _handshake(conn, peer, rules, rules.decide(peer))
+
+
 def accept(
     listening_sock: socket.socket,
     *,
@@ -171,7 +199,8 @@ def accept(
 
     This waits for the header in the calling thread, up to ``timeout`` per
     connection: an accept loop calling it serves nobody else meanwhile.
-    See README, "Blocking sockets", for a thread per connection.
+    For a thread per connection, accept plainly and call ``handshake`` in
+    the connection's thread (README, "socketserver and blocking sockets").
     """
     rules = Policy(
         trusted=trusted, on_untrusted=on_untrusted, policy=policy, validate=validate,

@@ -1,6 +1,6 @@
 """Every policy, counter and log level over real loopback connections, on each
-path: aio.wrap on asyncio's and on uvloop's event loop, sockets.accept, and
-the socketserver mixin."""
+path: aio.wrap on asyncio's and on uvloop's event loop, sockets.accept,
+sockets.handshake after a plain accept, and the socketserver mixin."""
 
 import asyncio
 import logging
@@ -18,7 +18,7 @@ from integration_helpers import CLIENT, LOOPBACK, SERVER, require
 
 V2 = pp.build(CLIENT, SERVER)
 PAYLOAD = b"hello"
-PATHS = ["asyncio", "uvloop", "sockets", "socketserver"]
+PATHS = ["asyncio", "uvloop", "sockets", "handshake", "socketserver"]
 # A v2 header whose length field declares 5000 bytes: the fixed part only.
 TOO_LARGE = V2[:14] + (5000).to_bytes(2, "big")
 
@@ -84,7 +84,7 @@ def exchange(path, data, close=True, **options):
             loop.run_until_complete(asyncio.wait_for(main(), 15))
         finally:
             loop.close()
-    elif path == "sockets":
+    elif path in ("sockets", "handshake"):
         with socket.socket() as lsock:
             lsock.bind((LOOPBACK, 0))
             lsock.listen(1)
@@ -92,7 +92,15 @@ def exchange(path, data, close=True, **options):
                 target=_client, args=(lsock.getsockname(), data, close, result))
             client.start()
             try:
-                conn, address, _ = sockets.accept(lsock, **options)
+                if path == "sockets":
+                    conn, address, _ = sockets.accept(lsock, **options)
+                else:
+                    conn, peer = lsock.accept()
+                    try:
+                        address, _ = sockets.handshake(conn, peer, **options)
+                    except BaseException:
+                        conn.close()
+                        raise
             except (pp.ProxyProtocolError, pp.HeaderTimeout, OSError):
                 pass
             else:

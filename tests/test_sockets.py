@@ -105,6 +105,26 @@ def test_one_mebibyte_payload_arrives_intact():
     assert hashlib.sha256(received).digest() == hashlib.sha256(payload).digest()
 
 
+def test_infinite_timeout_waits_without_a_limit():
+    with tcp_pair() as (server, client):
+        server.settimeout(3.0)
+        job = in_thread(lambda: sockets.recv_header(server, timeout=float("inf")))
+        client.sendall(V2[:5])
+        time.sleep(0.05)
+        client.sendall(V2[5:] + PAYLOAD)
+        job["thread"].join(5)
+        assert "error" not in job, job.get("error")
+        assert job["result"].source == CLIENT
+        assert server.gettimeout() == 3.0
+
+
+def test_socketserver_listens_with_asyncios_backlog():
+    from pyproxyproto._echo import ProxyEchoServer
+
+    assert sockets.ProxyProtocolMixin.request_queue_size == 100
+    assert ProxyEchoServer.request_queue_size == 100
+
+
 def test_large_v2_header():
     header = pp.build(CLIENT, SERVER, tlvs=[(0xE5, b"x" * 60000)])
     with tcp_pair() as (server, client):
