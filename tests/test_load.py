@@ -39,6 +39,8 @@ import pytest
 import pyproxyproto as pp
 from pyproxyproto import _constants as C
 
+pytestmark = pytest.mark.load
+
 import peers
 
 GOOD = 1000  # concurrent good connections per round
