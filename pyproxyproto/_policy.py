@@ -465,9 +465,14 @@ class Policy:
             if exc.needed > self.max_header_size:
                 raise self._too_large(exc.needed) from None
             raise
-        if header.length > self.max_header_size:
-            raise self._too_large(header.length)
+        self.check_length(header.length)
         return header
+
+    def check_length(self, length: int) -> None:
+        """Raise InvalidHeader if a header of ``length`` bytes exceeds
+        ``max_header_size`` (for readers that do not call ``parse`` here)."""
+        if length > self.max_header_size:
+            raise self._too_large(length)
 
     def _too_large(self, length: int) -> InvalidHeader:
         return InvalidHeader(

@@ -15,7 +15,7 @@ import logging
 import ssl as _ssl
 import sys
 from asyncio import sslproto
-from typing import Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from . import parse
 from ._errors import HeaderRejected, HeaderTimeout, Incomplete, ProxyProtocolError
@@ -35,6 +35,9 @@ from ._policy import (
     timeout_message,
 )
 from .datagram import wrap_datagram
+
+if TYPE_CHECKING:
+    from . import ProxyHeader
 
 __all__ = ["read_header", "start_server", "wrap", "wrap_datagram"]
 
@@ -93,6 +96,23 @@ def wrap(
         raise ValueError("ssl_shutdown_timeout needs Python 3.11 or later")
 
     server = _Server(protocol_factory, rules, ssl, ssl_options)
+
+    def factory(*args: Any, **kwargs: Any) -> asyncio.Protocol:
+        return _HeaderProtocol(server, args, kwargs)
+
+    return factory
+
+
+def _header_reader(
+    make_protocol: Callable[..., asyncio.BaseProtocol],
+    policy: Policy,
+    ssl: _ssl.SSLContext | None = None,
+) -> Callable[..., asyncio.Protocol]:
+    """``wrap`` for the server integrations: ``make_protocol(header, *args)``
+    gets the header believed for the connection (None when skipped, ignored
+    or refused to be believed) before the arguments the factory was called
+    with, so the server can put it where its application sees it."""
+    server = _Server(make_protocol, policy, ssl, {}, with_header=True)
 
     def factory(*args: Any, **kwargs: Any) -> asyncio.Protocol:
         return _HeaderProtocol(server, args, kwargs)
@@ -191,7 +211,7 @@ async def _read_header(reader: asyncio.StreamReader, data: bytearray, v1: bool, 
 class _Server:
     """What every connection accepted through one ``wrap()`` shares."""
 
-    __slots__ = ("make_protocol", "policy", "ssl", "ssl_options", "sweepers")
+    __slots__ = ("make_protocol", "with_header", "policy", "ssl", "ssl_options", "sweepers")
 
     def __init__(
         self,
@@ -199,8 +219,12 @@ class _Server:
         policy: Policy,
         ssl: _ssl.SSLContext | None,
         ssl_options: dict[str, float],
+        with_header: bool = False,
     ) -> None:
         self.make_protocol = make_protocol
+        # Server integrations put the header where their app sees it, so
+        # their protocol is made with the header believed as first argument.
+        self.with_header = with_header
         self.policy = policy
         self.ssl = ssl
         self.ssl_options = ssl_options
@@ -293,7 +317,7 @@ class _HeaderProtocol(asyncio.Protocol):
         elif decision == SKIP:
             self._done = True
             policy.skipped()
-            self._start_inner(transport)
+            self._start_inner(transport, None)
         elif policy.timeout is not None:
             sweeper = self._sweeper = server.sweeper()
             sweeper.add(self)
@@ -327,7 +351,7 @@ class _HeaderProtocol(asyncio.Protocol):
             self._transport.close()
             return
         transport = _ProxiedTransport(self._transport, self._peer, believed)
-        protocol = self._start_inner(transport)
+        protocol = self._start_inner(transport, believed)
         if len(buffer) > header.length:
             # Synchronous, as if the real transport had just read these bytes.
             transport.deliver(protocol, buffer, header.length)
@@ -361,10 +385,14 @@ class _HeaderProtocol(asyncio.Protocol):
             self._sweeper.discard(self)
             self._sweeper = None
 
-    def _start_inner(self, transport: Any) -> asyncio.BaseProtocol:
+    def _start_inner(self, transport: Any, header: ProxyHeader | None) -> asyncio.BaseProtocol:
         """Make the inner protocol, give it the connection; return it."""
         server = self._server
-        protocol: asyncio.BaseProtocol = server.make_protocol(*self._args, **self._kwargs)
+        protocol: asyncio.BaseProtocol
+        if server.with_header:
+            protocol = server.make_protocol(header, *self._args, **self._kwargs)
+        else:
+            protocol = server.make_protocol(*self._args, **self._kwargs)
         if server.ssl is not None:
             # What loop.create_server(ssl=...) builds for each connection;
             # here it is fed the bytes that followed the header, which

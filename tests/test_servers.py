@@ -1,0 +1,195 @@
+"""uvicorn (2 workers), gunicorn (each worker class) and hypercorn, started as
+processes on loopback with the pyproxyproto integrations: the application
+and the access log see the header's client; a connection without a header
+is refused; TLS after the header works; an untrusted peer is refused."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import socket
+import ssl
+import sys
+from pathlib import Path
+
+import pytest
+
+import pyproxyproto as pp
+
+import peers
+from integration_helpers import CLIENT, CLIENT6, SERVER, SERVER6, recv_all, require_module, \
+    self_signed_cert
+
+pytestmark = pytest.mark.servers
+
+HERE = Path(__file__).parent
+LOOPBACK = "127.0.0.1"
+TRUSTED = "127.0.0.0/8"
+ELSEWHERE = "192.0.2.0/24"  # a network no test connection comes from
+
+SERVERS = ["uvicorn-h11", "uvicorn-httptools", "gunicorn-sync", "gunicorn-gthread",
+           "gunicorn-uvicorn", "hypercorn"]
+NEEDS = {
+    "uvicorn-h11": ["uvicorn"],
+    "uvicorn-httptools": ["uvicorn", "httptools"],
+    "gunicorn-sync": ["gunicorn"],
+    "gunicorn-gthread": ["gunicorn"],
+    "gunicorn-uvicorn": ["gunicorn", "uvicorn", "uvicorn_worker", "httptools"],
+    "hypercorn": ["hypercorn"],
+}
+WSGI = {"gunicorn-sync", "gunicorn-gthread"}
+
+
+def command(kind: str, port: int, trusted: str, tls: tuple[str, str] | None) -> tuple[list[str], dict]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PYPROXYPROTO_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")])
+    env["PYTHONUNBUFFERED"] = "1"
+    py = [sys.executable, "-m"]
+    if kind.startswith("uvicorn-"):
+        protocol = {"uvicorn-h11": "H11Protocol", "uvicorn-httptools": "HttpToolsProtocol"}[kind]
+        env["PYPROXYPROTO_TRUSTED"] = trusted
+        if tls:
+            env["PYPROXYPROTO_SSL_CERTFILE"], env["PYPROXYPROTO_SSL_KEYFILE"] = tls
+        argv = py + ["uvicorn", "server_apps:asgi", "--host", LOOPBACK, "--port", str(port),
+                     "--workers", "2", "--http", f"pyproxyproto.uvicorn:{protocol}",
+                     "--ws", "wsproto"]
+    elif kind.startswith("gunicorn-"):
+        worker = {"gunicorn-sync": "SyncWorker", "gunicorn-gthread": "ThreadWorker",
+                  "gunicorn-uvicorn": "UvicornWorker"}[kind]
+        allow = "127.0.0.1" if trusted == TRUSTED else "192.0.2.1"
+        argv = py + ["gunicorn", "-k", f"pyproxyproto.gunicorn.{worker}", "-b",
+                     f"{LOOPBACK}:{port}", "--proxy-allow-from", allow, "--access-logfile", "-",
+                     "--no-control-socket", "--graceful-timeout", "2"]
+        if tls:
+            argv += ["--certfile", tls[0], "--keyfile", tls[1]]
+        argv.append("server_apps:wsgi" if kind in WSGI else "server_apps:asgi")
+    else:
+        env["PYPROXYPROTO_TRUSTED"] = trusted
+        argv = [sys.executable, str(HERE / "server_apps.py"), "hypercorn", f"{LOOPBACK}:{port}"]
+        if tls:
+            argv += list(tls)
+    return argv, env
+
+
+@contextlib.contextmanager
+def server(kind: str, trusted: str = TRUSTED, tls: tuple[str, str] | None = None, **extra_env: str):
+    for module in NEEDS[kind]:
+        require_module(module)
+    port = peers.free_port()
+    argv, env = command(kind, port, trusted, tls)
+    env.update(extra_env)
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        peer = peers.Peer(kind, argv, str(HERE))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    try:
+        peers.wait_for_connect(LOOPBACK, port, timeout=20, proc=peer)
+        yield port, peer
+    finally:
+        peer.stop()
+
+
+def request(port: int, header: bytes, tls: bool = False) -> tuple[bytes, dict]:
+    sock = socket.create_connection((LOOPBACK, port), timeout=10)
+    with contextlib.closing(sock):
+        sock.sendall(header)
+        if tls:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            sock = context.wrap_socket(sock, server_hostname="localhost")
+        sock.sendall(b"GET /who HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        head, _, body = recv_all(sock).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    return head, json.loads(body)
+
+
+def refused(port: int, data: bytes) -> bool:
+    """Whether the server closes the connection without answering."""
+    with socket.create_connection((LOOPBACK, port), timeout=10) as sock:
+        with contextlib.suppress(ConnectionError):
+            sock.sendall(data)
+        return recv_all(sock) == b""
+
+
+def client_of(kind: str, report: dict) -> tuple[str, int]:
+    if kind in WSGI:
+        return report["REMOTE_ADDR"], int(report["REMOTE_PORT"])
+    return report["client"][0], report["client"][1]
+
+
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory):
+    return self_signed_cert(tmp_path_factory.mktemp("cert"))
+
+
+GET = b"GET /who HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+
+
+@pytest.mark.parametrize("kind", SERVERS)
+def test_app_and_access_log_see_the_header_client(kind):
+    with server(kind) as (port, peer):
+        _, report = request(port, pp.build(CLIENT, SERVER))
+        assert client_of(kind, report) == CLIENT
+        assert report["header"]["source"] == {"host": CLIENT[0], "port": CLIENT[1]}
+        if kind in WSGI:  # gunicorn's own PROXY_* keys, with gunicorn's meanings
+            assert report["PROXY_PROTOCOL"] == "TCP4"
+            assert (report["PROXY_ADDR"], report["PROXY_PORT"]) == (SERVER[0], str(SERVER[1]))
+        _, report = request(port, pp.build(CLIENT6, SERVER6, version=1))
+        assert client_of(kind, report) == CLIENT6[:2]
+        assert report["header"]["version"] == 1
+        peer.wait_for_line(lambda line: CLIENT[0] in line and "GET /who" in line)
+        peer.wait_for_line(lambda line: CLIENT6[0] in line and "GET /who" in line)
+        # A connection without a header is refused, and logged by the policy.
+        assert refused(port, GET)
+        peer.wait_for_line(lambda line: "invalid PROXY header" in line)
+        assert not peer.matching(lambda line: "127.0.0.1" in line and "GET /who" in line)
+
+
+@pytest.mark.parametrize("kind", SERVERS)
+def test_tls_after_the_header(kind, cert):
+    with server(kind, tls=cert) as (port, peer):
+        _, report = request(port, pp.build(CLIENT, SERVER), tls=True)
+        assert client_of(kind, report) == CLIENT
+        scheme = report["wsgi.url_scheme"] if kind in WSGI else report["scheme"]
+        assert scheme == "https"
+        peer.wait_for_line(lambda line: CLIENT[0] in line and "GET /who" in line)
+
+
+@pytest.mark.parametrize("kind", SERVERS)
+def test_untrusted_peer_is_refused(kind):
+    with server(kind, trusted=ELSEWHERE) as (port, peer):
+        assert refused(port, pp.build(CLIENT, SERVER) + GET)
+        peer.wait_for_line(lambda line: "not in the trusted networks" in line)
+        assert not peer.matching(lambda line: "GET /who" in line)
+
+
+def test_uvicorn_websocket_upgrade_sees_the_header_client():
+    require_module("wsproto")
+    with server("uvicorn-h11") as (port, _peer):
+        with socket.create_connection((LOOPBACK, port), timeout=10) as sock:
+            key = base64.b64encode(os.urandom(16))
+            sock.sendall(pp.build(CLIENT, SERVER) + b"GET /ws HTTP/1.1\r\nHost: localhost\r\n"
+                         b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                         b"Sec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n\r\n")
+            data = recv_all(sock)
+        head, _, frames = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101"), head
+        assert frames[0] == 0x81 and frames[1] == 126  # an unmasked text frame, 16-bit length
+        length = int.from_bytes(frames[2:4], "big")
+        report = json.loads(frames[4 : 4 + length])
+        assert tuple(report["client"]) == CLIENT
+        assert report["header"]["source"] == {"host": CLIENT[0], "port": CLIENT[1]}
+
+
+def test_uvicorn_skip_serves_untrusted_peers_as_themselves():
+    with server("uvicorn-h11", trusted=ELSEWHERE, PYPROXYPROTO_ON_UNTRUSTED="skip") as (port, _):
+        _, report = request(port, b"")
+        assert report["client"][0] == "127.0.0.1"
+        assert report["header"] is None
