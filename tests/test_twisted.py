@@ -228,3 +228,21 @@ def test_policy_arguments_come_from_the_environment_unless_given(monkeypatch):
         serverFromString(reactor, "pyproxyproto:tcp:port=0:timeout=soon")
     with pytest.raises(ValueError, match="pyproxyproto:tcp"):
         serverFromString(reactor, "pyproxyproto:unix:/tmp/x")
+
+
+def test_twistd_web_logs_the_real_client(tmp_path):
+    require_module("twisted")
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "index.html").write_text("hi\n")
+    endpoint = f"pyproxyproto:tcp:port=0:interface={LOOPBACK}:trusted=127.0.0.0/8"
+    twistd = "from twisted.scripts.twistd import run; run()"
+    args = [sys.executable, "-c", twistd, "-n", "--pidfile=", "web",
+            "--listen", endpoint, "--path", str(tmp_path / "www")]
+    with Server(args, r"Site \(PROXY\) starting on (\d+)", tmp_path) as server:
+        request = b"GET /index.html HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        assert body(send(server.port, pp.build(CLIENT, SERVER) + request)) == b"hi\n"
+        deadline = time.monotonic() + 5
+        while b'"203.0.113.7"' not in server.output and time.monotonic() < deadline:
+            server.output += server.proc.stdout.read() or b""
+            time.sleep(0.05)
+    assert b'"203.0.113.7"' in server.output  # the access log's client
