@@ -7,14 +7,19 @@ import socket
 import ssl
 
 import pytest
-
-import pyproxyproto as pp
 from integration_helpers import (
-    CLIENT, CLIENT6, IN_CI, LOOPBACK, SERVER, SERVER6,
+    CLIENT,
+    CLIENT6,
+    IN_CI,
+    LOOPBACK,
+    SERVER,
+    SERVER6,
     recv_all,
     require_module,
     self_signed_cert,
 )
+
+import pyproxyproto as pp
 
 try:
     import anyio
@@ -22,10 +27,11 @@ except ImportError:
     if IN_CI:
         raise
     pytest.skip("anyio is not installed (the test extra has it)", allow_module_level=True)
-from anyio.abc import SocketAttribute  # noqa: E402
-from anyio.streams.tls import TLSStream  # noqa: E402
+from anyio.abc import SocketAttribute
+from anyio.streams.tls import TLSStream
 
-from pyproxyproto.anyio import ProxyProtocolAttribute, ProxyProtocolListener  # noqa: E402
+from pyproxyproto.anyio import ProxyProtocolAttribute, ProxyProtocolListener
+
 
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request):

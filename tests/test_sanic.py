@@ -13,10 +13,18 @@ import time
 from pathlib import Path
 
 import pytest
+from integration_helpers import (
+    CLIENT,
+    CLIENT6,
+    LOOPBACK,
+    SERVER,
+    SERVER6,
+    recv_all,
+    require_module,
+)
 
 import pyproxyproto as pp
 from pyproxyproto import sockets
-from integration_helpers import CLIENT, CLIENT6, LOOPBACK, SERVER, SERVER6, recv_all, require_module
 
 pytestmark = pytest.mark.servers
 

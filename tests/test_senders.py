@@ -3,16 +3,22 @@ one header first, exactly once, then the caller's bytes, in plaintext before TLS
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import ssl
 import threading
 
 import pytest
+from integration_helpers import (
+    CLIENT,
+    LOOPBACK,
+    SERVER,
+    listener,
+    run,
+    self_signed_cert,
+)
 
 import pyproxyproto as pp
 from pyproxyproto import aio, sockets
-from integration_helpers import CLIENT, LOOPBACK, SERVER, listener, run, self_signed_cert
 
 HEADER_V2 = pp.build(CLIENT, SERVER)
 HEADER_V1 = pp.build(CLIENT, SERVER, version=1)
@@ -49,7 +55,7 @@ def test_open_connection_sends_the_header_first_exactly_once(header):
     results: list[bytes] = []
 
     async def main(address):
-        reader, writer = await aio.open_connection(*address, header=bytearray(header))
+        _, writer = await aio.open_connection(*address, header=bytearray(header))
         writer.write(b"hello")
         await writer.drain()
         writer.close()

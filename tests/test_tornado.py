@@ -8,8 +8,6 @@ import socket
 import ssl
 
 import pytest
-
-import pyproxyproto as pp
 from integration_helpers import (
     CLIENT,
     CLIENT6,
@@ -21,6 +19,8 @@ from integration_helpers import (
     run,
     self_signed_cert,
 )
+
+import pyproxyproto as pp
 
 pytestmark = pytest.mark.servers
 

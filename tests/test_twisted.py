@@ -15,8 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-
-import pyproxyproto as pp
 from integration_helpers import (
     CLIENT,
     CLIENT6,
@@ -27,6 +25,8 @@ from integration_helpers import (
     require_module,
     self_signed_cert,
 )
+
+import pyproxyproto as pp
 
 pytestmark = pytest.mark.servers
 
@@ -170,12 +170,13 @@ def test_daphne_tls_after_the_header(tmp_path):
     cert, key = self_signed_cert(tmp_path)
     endpoint = f"pyproxyproto:ssl:port=0:interface={LOOPBACK}:privateKey={key}:certKey={cert}"
     client_context = ssl.create_default_context(cafile=cert)
-    with daphne(tmp_path, endpoint) as daphne_server:
-        with socket.create_connection((LOOPBACK, daphne_server.port), timeout=5) as raw:
-            raw.sendall(pp.build(CLIENT, SERVER))
-            with client_context.wrap_socket(raw, server_hostname="localhost") as sock:
-                sock.sendall(REQUEST)
-                response = recv_all(sock)
+    with daphne(tmp_path, endpoint) as daphne_server, socket.create_connection(
+        (LOOPBACK, daphne_server.port), timeout=5
+    ) as raw:
+        raw.sendall(pp.build(CLIENT, SERVER))
+        with client_context.wrap_socket(raw, server_hostname="localhost") as sock:
+            sock.sendall(REQUEST)
+            response = recv_all(sock)
     assert body(response) == b"203.0.113.7 41234 198.51.100.1 https"
 
 
