@@ -4,10 +4,11 @@
 ``tornado.httpserver.HTTPServer`` whose ``request.remote_ip`` is the
 header's source.  The header is read on the plain socket before anything
 else, so with ``ssl_options`` TLS starts after it (TLS passthrough, the
-way balancers send it).  Reads are exact: the IOStream is asked for no
-more than the parser needs, and what has already arrived is peeked
+way balancers send it).  Reads are exact: the socket is asked
+for no more than the parser needs, and what has already arrived is peeked
 (MSG_PEEK) before it is taken, so the first byte after the header is
-still in the socket for TLS or HTTP.
+still in the socket for TLS or HTTP.  The IOStream is not used until the
+header is read.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ class HTTPServer(tornado.httpserver.HTTPServer):
                 client, header = policy.accept(header, address, decision)
             if self.proxy_ssl_options is not None:
                 stream = await stream.start_tls(True, self.proxy_ssl_options)
-        except (ProxyProtocolError, OSError, StreamClosedError, ssl.SSLError):
+        except (ProxyProtocolError, OSError, StreamClosedError, ssl.SSLError, ValueError):
             stream.close()
             return
         stream.proxy_header = header  # type: ignore[attr-defined]
@@ -122,6 +123,7 @@ async def _read_exactly(
     stream: IOStream, policy: Policy, peer: PeerAddress, data: bytearray
 ) -> ProxyHeader:
     sock = stream.socket
+    loop = asyncio.get_running_loop()
     while True:
         try:
             return policy.parse(data)
@@ -129,13 +131,15 @@ async def _read_exactly(
             needed = exc.needed
         except ProxyProtocolError as exc:
             raise policy.refuse_header(peer, exc) from None
-        # Wait for exactly what the parser asks for (read_into fills the
-        # buffer straight from the socket, reading no further)...
-        chunk = bytearray(needed - len(data))
+        # Wait for exactly what the parser asks for.  The socket is read
+        # through asyncio, not the IOStream: an idle IOStream may read ahead
+        # into its own buffer, and TLS cannot start over a non-empty one.
         try:
-            await stream.read_into(chunk)
-        except StreamClosedError as exc:
-            raise policy.closed_early(peer, len(data), needed, exc.real_error) from None
+            chunk = await loop.sock_recv(sock, needed - len(data))
+        except OSError as exc:
+            raise policy.closed_early(peer, len(data), needed, exc) from None
+        if not chunk:
+            raise policy.closed_early(peer, len(data), needed)
         data += chunk
         # ...then take, without waiting, whatever more of the header has
         # already arrived, and nothing after it.
