@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from anyio.abc import ByteStream, Listener, SocketAttribute, TaskGroup
 from anyio import TypedAttributeSet, typed_attribute
+from anyio.abc import ByteStream, Listener, SocketAttribute, TaskGroup
 
 from ._errors import Incomplete, ProxyProtocolError
 from ._policy import REJECT, SKIP, PeerAddress, Policy, PolicyOptions

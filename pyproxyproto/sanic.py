@@ -27,7 +27,7 @@ from ._policy import options_from_env
 __all__ = ["HttpProtocol", "WebSocketProtocol"]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _factory(base: type[asyncio.Protocol]) -> Callable[..., asyncio.Protocol]:
     # Once per process and class: the options are checked (and the trusted
     # networks compiled) once, not per connection.
