@@ -73,11 +73,11 @@ required = [
     "setup.py", "pyproject.toml", "README.md", "LICENSE", "MANIFEST.in",
     "csrc/*.c", "csrc/*.h",
     "pyproxyproto/*.py", "pyproxyproto/*.pyx", "pyproxyproto/*.pyi", "pyproxyproto/py.typed",
-    "tests/conftest.py", "tests/test_*.py",
+    "tests/conftest.py", "tests/test_*.py", "twisted/plugins/pyproxyproto_endpoint.py",
 ]
 problems += [f"sdist lacks {p}" for p in required if not fnmatch.filter(members, p)]
 tracked = subprocess.run(
-    ["git", "ls-files", "csrc", "pyproxyproto", "tests", "bench"],
+    ["git", "ls-files", "csrc", "pyproxyproto", "tests", "bench", "twisted"],
     capture_output=True, text=True, check=True,
 ).stdout.split()
 problems += [f"sdist lacks tracked file {p}" for p in sorted(set(tracked) - members)]
@@ -100,8 +100,11 @@ with zipfile.ZipFile(wheel) as zw, zipfile.ZipFile(pure) as zp:
 problems += [f"only one of the wheels has {n}" for n in sorted(differ)]
 for path in (wheel, pure):
     with zipfile.ZipFile(path) as zf:
-        if "pyproxyproto/py.typed" not in zf.namelist():
-            problems.append(f"{path} lacks pyproxyproto/py.typed")
+        for needed in ("pyproxyproto/py.typed", "twisted/plugins/pyproxyproto_endpoint.py"):
+            if needed not in zf.namelist():
+                problems.append(f"{path} lacks {needed}")
+        if "twisted/plugins/__init__.py" in zf.namelist():
+            problems.append(f"{path} would overwrite Twisted's twisted/plugins/__init__.py")
 
 print("\n".join(problems))
 sys.exit(bool(problems))

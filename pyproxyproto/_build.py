@@ -16,6 +16,7 @@ from typing import Any, Union
 from . import _constants as C
 from ._backend import impl
 from ._inet import ipv4_pack, ipv4_text, ipv6_pack, ipv6_text
+from ._errors import ProxyProtocolError
 from ._header import Command
 
 Address = Union[tuple, str, bytes]
@@ -58,6 +59,27 @@ def build(
     if version == 1:
         return _build_v1(family, source, destination, command, protocol, tlv_list, crc32c)
     return _build_v2(family, src, dst, command, protocol, tlv_list, crc32c)
+
+
+def one_header(header: object) -> bytes:
+    """The bytes of exactly one complete header, for the senders
+    (``aio.open_connection``, ``sockets.create_connection``), or a clear
+    error before anything is sent."""
+    if not isinstance(header, (bytes, bytearray, memoryview)):
+        raise TypeError(
+            f"header must be bytes from pyproxyproto.build(), not {type(header).__name__}"
+        )
+    data = bytes(header)
+    try:
+        parsed = impl.parse(data)
+    except ProxyProtocolError as exc:
+        raise ValueError(f"header is not one complete PROXY header: {exc}") from None
+    if parsed.length != len(data):
+        raise ValueError(
+            f"header has {len(data) - parsed.length} byte(s) after the PROXY header; "
+            f"send data after connecting"
+        )
+    return data
 
 
 def _checked_tlv(item: Any) -> tuple[int, bytes]:

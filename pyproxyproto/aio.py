@@ -39,7 +39,7 @@ from .datagram import wrap_datagram
 if TYPE_CHECKING:
     from . import ProxyHeader
 
-__all__ = ["read_header", "start_server", "wrap", "wrap_datagram"]
+__all__ = ["open_connection", "read_header", "start_server", "wrap", "wrap_datagram"]
 
 # asyncio's own default for StreamReader buffers.
 _STREAM_LIMIT = 2**16
@@ -595,3 +595,55 @@ class _ProxiedTransport(asyncio.Transport):
 
     def __repr__(self) -> str:
         return f"<proxied {self._transport!r} peername={self.get_extra_info('peername')!r}>"
+
+
+# -- the sending side ------------------------------------------------------------------
+
+
+async def open_connection(
+    host: Any = None,
+    port: Any = None,
+    *,
+    header: bytes | bytearray | memoryview,
+    limit: int = _STREAM_LIMIT,
+    ssl: _ssl.SSLContext | bool | None = None,
+    server_hostname: str | None = None,
+    ssl_handshake_timeout: float | None = None,
+    **kwds: Any,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """``asyncio.open_connection`` that sends ``header`` first, exactly once.
+
+    ``header`` is one complete header as ``pyproxyproto.build`` returns it;
+    anything else (several headers, a header followed by data, a str)
+    raises before connecting.  With ``ssl``, the header goes out in
+    plaintext and TLS starts after it, as balancers do.  Other keyword
+    arguments go to ``loop.create_connection``.
+    """
+    from ._build import one_header
+
+    data = one_header(header)
+    if ssl is None and (server_hostname is not None or ssl_handshake_timeout is not None):
+        raise ValueError("server_hostname and ssl_handshake_timeout need ssl")
+    if ssl and sys.version_info < (3, 11):
+        raise ValueError("TLS after the header needs Python 3.11 or later (StreamWriter.start_tls)")
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=limit, loop=loop)
+    protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+    transport, _ = await loop.create_connection(lambda: protocol, host, port, **kwds)
+    writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+    writer.write(data)
+    if ssl is not None and ssl is not False:
+        context = _ssl.create_default_context() if ssl is True else ssl
+        if server_hostname is None and isinstance(host, str):
+            server_hostname = host
+        try:
+            await writer.start_tls(
+                context,
+                server_hostname=server_hostname,
+                ssl_handshake_timeout=ssl_handshake_timeout,
+            )
+        except BaseException:
+            writer.close()
+            raise
+    return reader, writer
+

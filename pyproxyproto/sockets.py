@@ -35,7 +35,14 @@ from ._policy import (
     timeout_message,
 )
 
-__all__ = ["ProxyProtocolMixin", "UntrustedPeer", "accept", "handshake", "recv_header"]
+__all__ = [
+    "ProxyProtocolMixin",
+    "UntrustedPeer",
+    "accept",
+    "create_connection",
+    "handshake",
+    "recv_header",
+]
 
 
 def recv_header(
@@ -288,3 +295,31 @@ class ProxyProtocolMixin:
         """The header read for ``request`` (the handler's ``self.request``)."""
         with self._proxy_lock:
             return self._proxy_headers.get(request)
+
+
+# -- the sending side ------------------------------------------------------------------
+
+
+def create_connection(
+    address: tuple[str, int],
+    *,
+    header: bytes | bytearray | memoryview,
+    **kwds: Any,
+) -> socket.socket:
+    """``socket.create_connection`` that sends ``header`` first, exactly once.
+
+    ``header`` is one complete header as ``pyproxyproto.build`` returns it;
+    anything else raises before connecting.  For TLS after the header (as
+    balancers send it), wrap the returned socket.  Other keyword arguments
+    (``timeout``, ``source_address``, ...) go to ``socket.create_connection``.
+    """
+    from ._build import one_header
+
+    data = one_header(header)
+    sock = socket.create_connection(address, **kwds)
+    try:
+        sock.sendall(data)
+    except BaseException:
+        sock.close()
+        raise
+    return sock

@@ -1,0 +1,50 @@
+"""PROXY protocol for Sanic: HttpProtocol and WebSocketProtocol for ``app.run(protocol=...)``.
+
+``app.run(protocol=pyproxyproto.sanic.HttpProtocol)`` (or
+``WebSocketProtocol``) reads each connection's header first, so
+``request.ip`` and ``request.conn_info`` are the header's client.  Sanic
+builds protocols in each worker process, so the options come from the
+PYPROXYPROTO_* environment variables (``options_from_env``), read once per
+process; set them before ``app.run``.  The header is read by
+``pyproxyproto.aio.wrap``; Sanic's own protocol is created once it is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from sanic.server.protocols.http_protocol import HttpProtocol as _SanicHttpProtocol
+from sanic.server.protocols.websocket_protocol import (
+    WebSocketProtocol as _SanicWebSocketProtocol,
+)
+
+from . import aio
+from ._policy import options_from_env
+
+__all__ = ["HttpProtocol", "WebSocketProtocol"]
+
+
+@functools.cache
+def _factory(base: type[asyncio.Protocol]) -> Callable[..., asyncio.Protocol]:
+    # Once per process and class: the options are checked (and the trusted
+    # networks compiled) once, not per connection.
+    return aio.wrap(base, **options_from_env())
+
+
+class HttpProtocol(_SanicHttpProtocol):
+    """Sanic's HttpProtocol behind a PROXY header (options from PYPROXYPROTO_*)."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        # What Sanic's server gets is the header reader; Sanic's own
+        # protocol, built with the same arguments, follows the header.
+        return _factory(_SanicHttpProtocol)(*args, **kwargs)
+
+
+class WebSocketProtocol(_SanicWebSocketProtocol):
+    """Sanic's WebSocketProtocol behind a PROXY header (options from PYPROXYPROTO_*)."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        return _factory(_SanicWebSocketProtocol)(*args, **kwargs)
