@@ -18,7 +18,7 @@ from ._backend import impl
 from ._header import Address, Command
 from ._inet import ipv4_pack, ipv4_text, ipv6_pack, ipv6_text
 
-_PROTOCOL_NIBBLES = {
+_PROTOCOL_NIBBLES: dict[int, int] = {
     socket.SOCK_STREAM: C.PROTO_STREAM_NIBBLE,
     socket.SOCK_DGRAM: C.PROTO_DGRAM_NIBBLE,
 }
@@ -161,15 +161,22 @@ def _build_v1(
         raise ValueError("v1 carries no AF_UNIX addresses")
     if protocol != socket.SOCK_STREAM:
         raise ValueError("v1 carries only TCP (SOCK_STREAM)")
-    if family == C.AF_INET_NIBBLE:
-        keyword, text = "TCP4", lambda h: ipv4_text(ipv4_pack(h))  # type: ignore[arg-type]
-    else:
-        keyword, text = "TCP6", lambda h: ipv6_text(ipv6_pack(h))  # type: ignore[arg-type]
+    keyword = "TCP4" if family == C.AF_INET_NIBBLE else "TCP6"
     line = (
-        f"PROXY {keyword} {text(source[0])} {text(destination[0])} "
+        f"PROXY {keyword} {_ip_text(source[0])} {_ip_text(destination[0])} "
         f"{source[1]} {destination[1]}\r\n"
     )
     return line.encode("ascii")
+
+
+def _ip_text(host: str) -> str:
+    # The canonical text of an address _encode_address accepted.
+    packed = ipv4_pack(host)
+    if packed is not None:
+        return ipv4_text(packed)
+    packed = ipv6_pack(host)
+    assert packed is not None
+    return ipv6_text(packed)
 
 
 def _build_v2(
@@ -202,5 +209,6 @@ def _build_v2(
         raise ValueError(f"the header body is {len(body)} bytes; v2 allows at most 65535")
     header = C.V2_SIGNATURE + struct.pack("!BBH", 0x20 | int(command), fam, len(body)) + body
     if crc32c:
-        return header[:-4] + impl.crc32c(header).to_bytes(4, "big")
+        crc: int = impl.crc32c(header)
+        return header[:-4] + crc.to_bytes(4, "big")
     return header

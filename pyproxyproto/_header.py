@@ -11,12 +11,20 @@ during ``parse()``.
 from __future__ import annotations
 
 import socket
+import sys
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any, Union
 
 from . import _constants as C
 
 if TYPE_CHECKING:
+    # What parse() reads: any object with the buffer protocol (not str).
+    # Only type checkers see this import: there is no runtime dependency.
+    if sys.version_info >= (3, 12):
+        from collections.abc import Buffer as Buffer
+    else:
+        from typing_extensions import Buffer as Buffer
+
     from ._parser_py import ProxyHeader
 
 #: An IPv4 address as ``socket`` gives it: ``(host, port)``.
@@ -203,8 +211,10 @@ SSL_TYPES: list[type] = [SSLInfo]
 
 
 def ssl_eq(a: Any, b: object) -> bool:
+    """a == b for an SSLInfo ``a``, by value; NotImplemented for non-SSLInfo ``b``."""
     if not isinstance(b, tuple(SSL_TYPES)):
-        return NotImplemented
+        result: bool = NotImplemented
+        return result
     other: Any = b
     return bool((a.client, a.verify, a.tlvs) == (other.client, other.verify, other.tlvs))
 

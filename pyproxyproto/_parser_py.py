@@ -12,11 +12,14 @@ import os
 import re
 import socket
 from struct import Struct
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _constants as C
 from . import _header as H
 from ._header import Address, Command, SSLInfo, TLVs
+
+if TYPE_CHECKING:
+    from ._header import Buffer
 from ._crc32c import crc32c as _crc32c
 from ._errors import ChecksumMismatch, Incomplete, InvalidHeader
 from ._inet import ipv4_text, ipv6_pack, ipv6_text
@@ -257,7 +260,20 @@ def _invalid(template: str, offset: int, **fields: Any) -> InvalidHeader:
 # -- entry point -----------------------------------------------------------------
 
 
-def parse(data: Any, *, v1: bool = True, v2: bool = True, verify_checksum: bool = True) -> ProxyHeader:
+def parse(
+    data: Buffer, *, v1: bool = True, v2: bool = True, verify_checksum: bool = True
+) -> ProxyHeader:
+    """Parse the PROXY header at the start of ``data``.
+
+    ``data`` is any C-contiguous bytes-like object; it is never modified
+    and nothing after the header is read.  Returns the header (its
+    ``length`` says where the payload starts).  Raises ``Incomplete`` when
+    more bytes are needed (``needed`` says how many in total),
+    ``InvalidHeader`` (a ValueError) when no more bytes can make it valid,
+    ``ChecksumMismatch`` for a wrong CRC32C (unless ``verify_checksum`` is
+    False), and TypeError for a non-buffer (``str`` included).  ``v1`` and
+    ``v2`` select the versions accepted.
+    """
     if not (v1 or v2):
         raise ValueError(C.MSG_NO_VERSION)
     if type(data) is not bytes:
@@ -278,7 +294,7 @@ def parse(data: Any, *, v1: bool = True, v2: bool = True, verify_checksum: bool 
     raise InvalidHeader(C.MSG_NOT_PROXY.format(byte=first), 0)
 
 
-def _header_bytes(data: Any) -> bytes:
+def _header_bytes(data: Buffer) -> bytes:
     """Copy out of any C-contiguous buffer the bytes a header can occupy.
 
     Copying (at most the header) means no view of the caller's buffer
@@ -419,7 +435,7 @@ def _verify_crc(data: bytes, off: int, total: int) -> None:
         )
 
 
-def _v2_addresses(data: bytes, family: int) -> tuple[Any, Any]:
+def _v2_addresses(data: bytes, family: int) -> tuple[Address, Address]:
     if family == C.AF_INET_NIBBLE:
         src, dst, sport, dport = _V2_INET.unpack_from(data, 16)
         return (ipv4_text(src), sport), (ipv4_text(dst), dport)
@@ -737,8 +753,11 @@ def _v1_result(data: bytes, length: int, v6: bool, spans: list[int], ports: list
     src = data[spans[0] : spans[1]]
     dst = data[spans[2] : spans[3]]
     if v6:
-        source: tuple[Any, ...] = (ipv6_text(ipv6_pack(src)), ports[0], 0, 0)  # type: ignore[arg-type]
-        destination: tuple[Any, ...] = (ipv6_text(ipv6_pack(dst)), ports[1], 0, 0)  # type: ignore[arg-type]
+        # The scanner validated both: they pack.
+        src6, dst6 = ipv6_pack(src), ipv6_pack(dst)
+        assert src6 is not None and dst6 is not None
+        source = (ipv6_text(src6), ports[0], 0, 0)
+        destination = (ipv6_text(dst6), ports[1], 0, 0)
         return _header(1, 1, _AF_INET6, _SOCK_STREAM, source, destination, length, _EMPTY)
     return _header(
         1, 1, _AF_INET, _SOCK_STREAM,
