@@ -219,8 +219,8 @@ cdef class ProxyHeader:
     cdef tuple _make_addresses(self):
         cdef const char *raw
         if self._has_ip:
-            pair = (_ip_tuple(&self._addr[0], self._sport, self._v6),
-                    _ip_tuple(&self._addr[16], self._dport, self._v6))
+            pair = (_ip_tuple(&self._addr[0], self._sport, self._v6, 0),
+                    _ip_tuple(&self._addr[16], self._dport, self._v6, 1))
         else:
             raw = PyBytes_AS_STRING(self._raw) + V2_FIXED
             pair = (_unix_path(raw), _unix_path(raw + UNIX_PATH))
@@ -345,16 +345,57 @@ def _restore(version, command, family, protocol, source, destination, length, tl
     return h
 
 
-cdef object _ip_tuple(const unsigned char *a, uint16_t port, bint v6):
+# Reuse what repeats: behind a balancer the destination is nearly always
+# the same and sources repeat, so the last address tuple made for each side
+# is kept and handed out again when the same address and port come back
+# (the host text alone when only the port differs).  Tuples and str are
+# immutable, so sharing one is invisible.  The cache is read and replaced
+# as one step: under the GIL no other thread runs in between (nothing here
+# calls back into Python), and on the free-threaded build a critical
+# section on _CACHE_OWNER serialises it.
+cdef struct AddressCache:
+    bint v6
+    uint16_t port
+    unsigned char addr[16]
+    PyObject *host
+    PyObject *address
+
+cdef AddressCache _cache[2]   # [0] sources, [1] destinations
+memset(_cache, 0, sizeof(_cache))
+_CACHE_OWNER = object()
+
+
+cdef object _ip_tuple(const unsigned char *a, uint16_t port, bint v6, int side):
+    cdef AddressCache *c = &_cache[side]
+    cdef Py_ssize_t size = 16 if v6 else 4
+    with cython.critical_section(_CACHE_OWNER):
+        if c.host != NULL and c.v6 == v6 and memcmp(c.addr, a, size) == 0:
+            if c.port == port:
+                return <object>c.address
+            host = <object>c.host
+        else:
+            host = _ip_text(a, v6)
+        address = (host, port, 0, 0) if v6 else (host, port)
+        Py_XDECREF(c.host)
+        Py_XDECREF(c.address)
+        Py_INCREF(host)
+        Py_INCREF(address)
+        c.host = <PyObject *>host
+        c.address = <PyObject *>address
+        c.v6 = v6
+        c.port = port
+        memcpy(c.addr, a, size)
+        return address
+
+
+cdef object _ip_text(const unsigned char *a, bint v6):
     cdef char text[48]
     cdef int n = pp_format_ipv6(a, text) if v6 else pp_format_ipv4(a, text)
     # The formatter writes ASCII only: copy it into a fresh 1-byte-kind str
     # instead of decoding (and re-checking) it.
     cdef object host = PyUnicode_New(n, 127)
     memcpy(PyUnicode_DATA(host), text, n)
-    if v6:
-        return (host, port, 0, 0)
-    return (host, port)
+    return host
 
 
 cdef object _unix_path(const char *raw):
