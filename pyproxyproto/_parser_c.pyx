@@ -50,6 +50,10 @@ cdef bytes _SIG = C.V2_SIGNATURE
 cdef bytes _V1_PREFIX = C.V1_PREFIX
 cdef bytes _V1_TCP4 = C.V1_TCP4
 cdef bytes _V1_UNKNOWN = C.V1_UNKNOWN
+# "PROXY TCP": what every TCP line starts with, then '4' or '6' and a space.
+cdef bytes _V1_TCP_HEAD_BYTES = C.V1_PREFIX + C.V1_TCP4[:3]
+cdef const char *_V1_TCP_HEAD = _V1_TCP_HEAD_BYTES
+cdef Py_ssize_t V1_TCP_START = len(C.V1_PREFIX) + len(C.V1_TCP4)
 cdef frozenset _V2_PROXY_FAMILIES = C.V2_PROXY_FAMILIES
 
 # Numbers from the shared constants module, as C variables.
@@ -234,7 +238,7 @@ cdef class ProxyHeader:
             return <tuple>tlvs
         if self._raw is None:
             return _EMPTY
-        return _publish(&self._tlvs, _tlv_tuple(self._raw, self._tlv_start))
+        return _publish(&self._tlvs, _tlv_tuple(self._raw, self._tlv_start, PyBytes_GET_SIZE(self._raw)))
 
     cdef inline object _view(self, Py_ssize_t index):
         cdef PyObject *views = pp_once_get(&self._views)
@@ -413,10 +417,9 @@ cdef object _unix_path(const char *raw):
     return PyUnicode_DecodeFSDefaultAndSize(raw, n)
 
 
-cdef tuple _tlv_tuple(bytes raw, Py_ssize_t off):
-    # The TLVs were validated by parse(); this only cuts them out.
+cdef tuple _tlv_tuple(bytes raw, Py_ssize_t off, Py_ssize_t end):
+    # The TLVs of raw[off:end], already validated; this only cuts them out.
     cdef const unsigned char *b = <const unsigned char *>PyBytes_AS_STRING(raw)
-    cdef Py_ssize_t end = PyBytes_GET_SIZE(raw)
     cdef Py_ssize_t length
     cdef list out = []
     while off < end:
@@ -431,7 +434,15 @@ cdef tuple _tlv_tuple(bytes raw, Py_ssize_t off):
 
 cdef inline object _text(const unsigned char *v, Py_ssize_t n):
     # Text views never raise: the exact bytes stay available in ``tlvs``.
-    return PyUnicode_DecodeUTF8(<const char *>v, n, "replace")
+    # ASCII (the usual case) is copied straight into a 1-byte-kind str.
+    cdef Py_ssize_t i
+    cdef object text
+    for i in range(n):
+        if v[i] >= 0x80:
+            return PyUnicode_DecodeUTF8(<const char *>v, n, "replace")
+    text = PyUnicode_New(n, 127)
+    memcpy(PyUnicode_DATA(text), v, n)
+    return text
 
 
 cdef inline object _bytes(const unsigned char *v, Py_ssize_t n):
@@ -482,7 +493,7 @@ cdef tuple _compute_views(bytes raw, Py_ssize_t off):
         elif t == T_CRC32C:
             crc = _be32(v)
         elif t == T_SSL:
-            ssl = _ssl_info(v, n)
+            ssl = _ssl_info(raw, v - b, n)
         elif n == 8:  # T_GCP
             gcp = (<uint64_t>_be32(v) << 32) | _be32(v + 4)
             gcp_id = gcp
@@ -507,18 +518,22 @@ cdef class SSLInfo:
     cdef readonly object cipher
     cdef readonly object sig_alg
     cdef readonly object key_alg
-    cdef bytes _value
+    cdef bytes _raw        # bytes holding the TLV value (the header's own, not a copy)
+    cdef Py_ssize_t _start  # where the value starts in _raw
+    cdef Py_ssize_t _end
     cdef PyObject *_tlvs   # once: the sub-TLV tuple
 
     def __init__(self, int client, verify, tlvs):
         # As the pure SSLInfo: the fields of an SSL TLV whose value is made
         # of these, decoded the same way parse() decodes one.
         cdef SSLInfo decoded
-        if self._value is not None:
+        if self._raw is not None:
             raise TypeError("SSLInfo is immutable")
         value = (bytes((client,)) + int(verify).to_bytes(4, "big")
                  + b"".join([_TLV_HEAD.pack(t, len(v)) + v for t, v in tlvs]))
-        decoded = SSLInfo.from_value(value)
+        decoded = _ssl_from_value(value)
+        if decoded is None:
+            raise ValueError("the sub-TLVs do not fit in an SSL TLV")
         self.client = decoded.client
         self.verify = decoded.verify
         self.version = decoded.version
@@ -526,7 +541,9 @@ cdef class SSLInfo:
         self.cipher = decoded.cipher
         self.sig_alg = decoded.sig_alg
         self.key_alg = decoded.key_alg
-        self._value = decoded._value
+        self._raw = decoded._raw
+        self._start = decoded._start
+        self._end = decoded._end
 
     def __dealloc__(self):
         Py_XDECREF(self._tlvs)
@@ -534,8 +551,7 @@ cdef class SSLInfo:
     @classmethod
     def from_value(cls, value):
         """Decode the value of an SSL TLV; None when it is malformed."""
-        cdef const unsigned char[::1] view = value
-        return _ssl_info(&view[0] if view.shape[0] else NULL, view.shape[0])
+        return _ssl_from_value(value)
 
     @property
     def verified(self):
@@ -548,7 +564,7 @@ cdef class SSLInfo:
         cdef PyObject *tlvs = pp_once_get(&self._tlvs)
         if tlvs != NULL:
             return <tuple>tlvs
-        return _publish(&self._tlvs, _tlv_tuple(self._value, SSL_FIXED))
+        return _publish(&self._tlvs, _tlv_tuple(self._raw, self._start + SSL_FIXED, self._end))
 
     def __eq__(self, other):
         return H.ssl_eq(self, other)
@@ -564,7 +580,7 @@ cdef class SSLInfo:
         return H.ssl_to_dict(self)
 
     def __reduce__(self):
-        return (_ssl_from_value, (self._value,))
+        return (_ssl_from_value, (self._raw[self._start:self._end],))
 
     def __copy__(self):
         return self
@@ -577,10 +593,13 @@ H.SSL_TYPES.append(SSLInfo)
 
 
 def _ssl_from_value(value):
-    return SSLInfo.from_value(value)
+    cdef bytes raw = bytes(value)
+    return _ssl_info(raw, 0, PyBytes_GET_SIZE(raw))
 
 
-cdef object _ssl_info(const unsigned char *v, Py_ssize_t n):
+cdef object _ssl_info(bytes raw, Py_ssize_t start, Py_ssize_t n):
+    """The SSLInfo of the value raw[start:start + n], or None when malformed."""
+    cdef const unsigned char *v = <const unsigned char *>PyBytes_AS_STRING(raw) + start
     cdef Py_ssize_t off = SSL_FIXED, end_sub, k
     cdef int t
     cdef const unsigned char *sub
@@ -619,7 +638,9 @@ cdef object _ssl_info(const unsigned char *v, Py_ssize_t n):
         elif t == SUB_SSL_KEY_ALG:
             if s.key_alg is None:
                 s.key_alg = _text(sub, k)
-    s._value = _bytes(v, n)
+    s._raw = raw
+    s._start = start
+    s._end = start + n
     return s
 
 
@@ -681,7 +702,8 @@ cdef object _parse(const unsigned char *b, Py_ssize_t n, bint v1, bint v2, bint 
     if b[0] == 0x50:
         if not v1:
             raise InvalidHeader(C.MSG_V1_DISABLED, 0)
-        return _scan_v1(b, n)
+        h = _fast_v1(b, n)
+        return h if h is not None else _scan_v1(b, n)
     raise InvalidHeader(C.MSG_NOT_PROXY.format(byte=b[0]), 0)
 
 
@@ -1064,6 +1086,176 @@ cdef object _scan_v1(const unsigned char *b, Py_ssize_t n):
         if i >= check_from and i + 1 + _v1_need(state, &a, v6, port_digits) > V1_MAX:
             raise _invalid(C.MSG_V1_TOO_LONG, i)
     raise _incomplete(n, n + 1)
+
+
+cdef object _fast_v1(const unsigned char *b, Py_ssize_t n):
+    """A complete, valid TCP4/TCP6 line in one tight pass, or None.
+
+    None means "not certainly valid": UNKNOWN, an IPv6 address with a
+    dotted tail, an error, a prefix.  _scan_v1 then decides, byte by byte,
+    with the offsets and ``needed`` it always reports; this pass accepts
+    only lines the scanner accepts, with the same result.
+    """
+    cdef Py_ssize_t limit = n if n < V1_MAX else V1_MAX
+    cdef const unsigned char *lf = <const unsigned char *>memchr(b, 0x0A, limit)
+    cdef Py_ssize_t end, p
+    cdef bint v6
+    cdef long sport, dport
+    cdef unsigned char addr[32]
+    cdef ProxyHeader h
+    if lf == NULL:
+        return None
+    end = lf - b - 1  # where the CR must be
+    if end < 0 or b[end] != 0x0D or end < V1_TCP_START:
+        return None
+    if memcmp(b, _V1_TCP_HEAD, V1_TCP_START - 2) != 0 or b[V1_TCP_START - 1] != 0x20:
+        return None
+    if b[V1_TCP_START - 2] == V1_4:
+        v6 = False
+        p = _quad(b, V1_TCP_START, end, &addr[0])
+        if p < 0 or b[p] != 0x20:
+            return None
+        p = _quad(b, p + 1, end, &addr[16])
+    elif b[V1_TCP_START - 2] == V1_6:
+        v6 = True
+        p = _ipv6(b, V1_TCP_START, end, &addr[0])
+        if p < 0 or b[p] != 0x20:
+            return None
+        p = _ipv6(b, p + 1, end, &addr[16])
+    else:
+        return None
+    if p < 0 or b[p] != 0x20:
+        return None
+    p = _port(b, p + 1, end, &sport)
+    if p < 0 or b[p] != 0x20:
+        return None
+    p = _port(b, p + 1, end, &dport)
+    if p != end:
+        return None
+    h = ProxyHeader.__new__(ProxyHeader)
+    h._version = 1
+    h._command = CMD_PROXY
+    h._length = end + 2
+    h._protocol = PROTO_STREAM
+    h._has_ip = True
+    h._v6 = v6
+    h._family = F_INET6 if v6 else F_INET
+    h._sport = <uint16_t>sport
+    h._dport = <uint16_t>dport
+    if v6:
+        memcpy(h._addr, addr, 32)
+    else:
+        memcpy(&h._addr[0], &addr[0], 4)
+        memcpy(&h._addr[16], &addr[16], 4)
+    return h
+
+
+cdef inline Py_ssize_t _quad(const unsigned char *b, Py_ssize_t p, Py_ssize_t end,
+                             unsigned char *out) noexcept nogil:
+    # Four decimal octets without leading zeros; returns the offset after
+    # them, or -1.
+    cdef int k, value, digits
+    for k in range(4):
+        if k:
+            if p >= end or b[p] != 0x2E:
+                return -1
+            p += 1
+        value = 0
+        digits = 0
+        while p < end and 0x30 <= b[p] <= 0x39:
+            if digits and value == 0:
+                return -1
+            value = value * 10 + b[p] - 0x30
+            digits += 1
+            p += 1
+            if value > 255:
+                return -1
+        if digits == 0:
+            return -1
+        out[k] = <unsigned char>value
+    return p
+
+
+cdef inline Py_ssize_t _port(const unsigned char *b, Py_ssize_t p, Py_ssize_t end,
+                             long *out) noexcept nogil:
+    cdef long value = 0
+    cdef int digits = 0
+    while p < end and 0x30 <= b[p] <= 0x39:
+        if digits and value == 0:
+            return -1
+        value = value * 10 + b[p] - 0x30
+        digits += 1
+        p += 1
+        if value > 0xFFFF:
+            return -1
+    if digits == 0:
+        return -1
+    out[0] = value
+    return p
+
+
+cdef inline Py_ssize_t _ipv6(const unsigned char *b, Py_ssize_t p, Py_ssize_t end,
+                             unsigned char *out) noexcept nogil:
+    # Hex groups with at most one "::" (standing for one group or more) and
+    # no dotted tail; returns the offset after the address, or -1.
+    cdef int groups[8]
+    cdef int count = 0, gap = -1, value, digits, k, h
+    if p + 1 < end and b[p] == 0x3A:
+        if b[p + 1] != 0x3A:
+            return -1
+        gap = 0
+        p += 2
+        if p < end and b[p] == 0x20:
+            memset(out, 0, 16)
+            return p
+    while True:
+        value = 0
+        digits = 0
+        while p < end and digits < 5:
+            h = _hex_digit(b[p])
+            if h < 0:
+                break
+            value = (value << 4) | h
+            digits += 1
+            p += 1
+        if digits == 0 or digits > 4 or count == 8:
+            return -1
+        groups[count] = value
+        count += 1
+        if p >= end:
+            return -1
+        if b[p] == 0x20:
+            break
+        if b[p] != 0x3A:
+            return -1
+        p += 1
+        if p < end and b[p] == 0x3A:
+            if gap >= 0:
+                return -1
+            gap = count
+            p += 1
+            if p < end and b[p] == 0x20:
+                break
+    if gap < 0:
+        if count != 8:
+            return -1
+    elif count > 7:
+        return -1
+    memset(out, 0, 16)
+    for k in range(count):
+        h = k if gap < 0 or k < gap else k + 8 - count
+        out[2 * h] = <unsigned char>(groups[k] >> 8)
+        out[2 * h + 1] = <unsigned char>groups[k]
+    return p
+
+
+cdef inline int _hex_digit(unsigned char c) noexcept nogil:
+    if 0x30 <= c <= 0x39:
+        return c - 0x30
+    c |= 0x20
+    if 0x61 <= c <= 0x66:
+        return c - 0x61 + 10
+    return -1
 
 
 cdef object _v1_result(const unsigned char *b, Py_ssize_t length, bint v6,
