@@ -153,6 +153,11 @@ def _ours(backend: str, variant: str) -> Callable[[Case], Bench]:
         elif variant == "source":
             def fn(data, parse=parse):
                 return parse(data).source
+        elif variant == "addresses":  # what every caller reads
+            def fn(data, parse=parse):
+                h = parse(data)
+                h.source
+                return h.destination
         else:  # "views": what a server that logs everything reads
             if not case.tlvs:
                 raise Unsupported("only measured for the case with TLVs")
@@ -405,6 +410,31 @@ def _twisted_notes() -> str:
 # -- baselines -------------------------------------------------------------------------
 
 
+def _object_floor(case: Case) -> Bench:
+    """The object floor of the case's address family (bench/floor/floor.c):
+    one object with member slots and the two address tuples, built from a
+    v2 address block without any validation, read as ours are."""
+    from . import floor
+    from .cases import BY_KEY as CASES
+
+    if case.source is None:
+        raise Unsupported("no addresses to build (LOCAL is held against struct.unpack_from)")
+    module = floor.load()
+    v6 = case.family == socket.AF_INET6
+    make = module.ipv6 if v6 else module.ipv4
+    block = CASES["v2_ipv6_tlvs" if v6 else "v2_ipv4"].data
+
+    def fn(data, make=make):
+        f = make(data)
+        f.source
+        return f.destination
+
+    def check() -> None:
+        f = make(block)
+        _check_endpoints(case, f.source, f.destination)
+    return Bench(fn, (block,), check)
+
+
 def _floor(case: Case) -> Bench:
     return Bench(struct.unpack_from, ("!12sBBH", case.data), lambda: None)
 
@@ -426,6 +456,9 @@ IMPLS: tuple[Impl, ...] = (
     Impl("cython_source", "pyproxyproto (Cython) + .source", "ours", "pyproxyproto",
          "parse, then read .source (forces the lazy address text)",
          _ours("cython", "source"), _ours_call("cython"), tlvs_parsed=True),
+    Impl("cython_addresses", "pyproxyproto (Cython) + .source + .destination", "ours",
+         "pyproxyproto", "parse, then read .source and .destination (what every caller reads)",
+         _ours("cython", "addresses"), _ours_call("cython"), tlvs_parsed=True),
     Impl("cython_views", "pyproxyproto (Cython) + all views", "ours", "pyproxyproto",
          "parse, then read source, destination, alpn, authority, unique_id, ssl.version/cn/cipher",
          _ours("cython", "views"), _ours_call("cython"), tlvs_parsed=True),
@@ -435,6 +468,9 @@ IMPLS: tuple[Impl, ...] = (
     Impl("python_source", "pyproxyproto (Python) + .source", "ours", "pyproxyproto",
          "parse, then read .source",
          _ours("python", "source"), _ours_call("python"), tlvs_parsed=True),
+    Impl("python_addresses", "pyproxyproto (Python) + .source + .destination", "ours",
+         "pyproxyproto", "parse, then read .source and .destination",
+         _ours("python", "addresses"), _ours_call("python"), tlvs_parsed=True),
     Impl("python_views", "pyproxyproto (Python) + all views", "ours", "pyproxyproto",
          "parse, then read source, destination, alpn, authority, unique_id, ssl.version/cn/cipher",
          _ours("python", "views"), _ours_call("python"), tlvs_parsed=True),
@@ -446,6 +482,10 @@ IMPLS: tuple[Impl, ...] = (
          _gunicorn_prepare, _gunicorn_call),
     Impl("twisted", "Twisted haproxy", "peer", "twisted", "",
          _twisted_prepare, _twisted_call),
+    Impl("object_floor", "object floor: 2 address tuples in a slotted object (C)", "baseline",
+         None, "bench/floor/floor.c, built into build/bench-floor: the objects any parser must "
+         "create for .source/.destination, from a v2 block of the case's family, unvalidated",
+         _object_floor),
     Impl("floor", "floor: struct.unpack_from('!12sBBH')", "baseline", None,
          "reads the 16-byte v2 fixed part and nothing else", _floor),
     Impl("empty", "empty Python call", "baseline", None,

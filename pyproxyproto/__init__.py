@@ -14,18 +14,24 @@ from ._errors import (
     ProxyProtocolError,
     UntrustedPeer,
 )
-from ._header import Command, SSLInfo
+from ._header import Address, Command, IPv4Address, IPv6Address, TLVs
 from ._policy import Stats
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    # The pure backend's classes carry the annotations; the Cython backend's
+    # stub (_parser_c.pyi) declares the same types, and the tests hold both
+    # backends to them.
+    from ._header import SSLInfo
     from ._parser_py import ProxyHeader, parse
 else:
     parse = _impl.parse
     ProxyHeader = _impl.ProxyHeader
+    SSLInfo = _impl.SSLInfo
 
 __all__ = [
+    "Address",
     "BACKEND",
     "ChecksumMismatch",
     "Command",
@@ -33,11 +39,14 @@ __all__ = [
     "HeaderRejected",
     "HeaderTimeout",
     "Incomplete",
+    "IPv4Address",
+    "IPv6Address",
     "InvalidHeader",
     "ProxyHeader",
     "ProxyProtocolError",
     "SSLInfo",
     "Stats",
+    "TLVs",
     "UntrustedPeer",
     "build",
     "parse",

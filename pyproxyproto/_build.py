@@ -11,17 +11,15 @@ import os
 import socket
 import struct
 from collections.abc import Iterable
-from typing import Any, Union
+from typing import Any
 
 from . import _constants as C
 from ._backend import impl
-from ._inet import ipv4_pack, ipv4_text, ipv6_pack, ipv6_text
 from ._errors import ProxyProtocolError
-from ._header import Command
+from ._header import Address, Command
+from ._inet import ipv4_pack, ipv4_text, ipv6_pack, ipv6_text
 
-Address = Union[tuple, str, bytes]
-
-_PROTOCOL_NIBBLES = {
+_PROTOCOL_NIBBLES: dict[int, int] = {
     socket.SOCK_STREAM: C.PROTO_STREAM_NIBBLE,
     socket.SOCK_DGRAM: C.PROTO_DGRAM_NIBBLE,
 }
@@ -36,7 +34,7 @@ def build(
     destination: Address | None = None,
     *,
     version: int = 2,
-    command: int = Command.PROXY,
+    command: int | None = None,
     protocol: int = socket.SOCK_STREAM,
     tlvs: Iterable[tuple[int, bytes]] = (),
     crc32c: bool = False,
@@ -44,18 +42,32 @@ def build(
     """Return a PROXY header for the given addresses.
 
     The family is inferred from the addresses: ``(host, port)`` or
-    ``(host, port, flowinfo, scope_id)`` tuples for IPv4/IPv6, ``str`` or
-    ``bytes`` paths for AF_UNIX (a leading NUL byte: abstract namespace).
-    Without addresses the header is v2 LOCAL-or-UNSPEC or v1 UNKNOWN.
+    ``(host, port, 0, 0)`` tuples for IPv4/IPv6 (a header has no room for
+    an IPv6 flowinfo or scope id), ``str`` or ``bytes`` paths for AF_UNIX
+    (a leading NUL byte: abstract namespace).  ``command`` defaults to
+    PROXY with addresses and LOCAL without them, so ``build()`` is a v2
+    health check and ``build(version=1)`` is ``PROXY UNKNOWN``.
+
+    Arguments of the wrong type raise TypeError; values that cannot be
+    encoded (or would not parse back) raise ValueError.
     """
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise TypeError(f"version must be an int, not {type(version).__name__}")
     if version not in (1, 2):
         raise ValueError(f"version must be 1 or 2, not {version!r}")
+    if command is None:
+        command = Command.LOCAL if source is None and version == 2 else Command.PROXY
+    if isinstance(command, bool) or not isinstance(command, int):
+        raise TypeError(f"command must be a Command, not {type(command).__name__}")
     if command not in (Command.LOCAL, Command.PROXY):
         raise ValueError(f"command must be Command.LOCAL or Command.PROXY, not {command!r}")
     if (source is None) != (destination is None):
         raise ValueError("give both source and destination, or neither")
     tlv_list = [_checked_tlv(item) for item in tlvs]
-    family, src, dst = (0, b"", b"") if source is None else _encode_pair(source, destination)
+    if source is None or destination is None:
+        family, src, dst = 0, b"", b""
+    else:
+        family, src, dst = _encode_pair(source, destination)
     if version == 1:
         return _build_v1(family, source, destination, command, protocol, tlv_list, crc32c)
     return _build_v2(family, src, dst, command, protocol, tlv_list, crc32c)
@@ -83,16 +95,19 @@ def one_header(header: object) -> bytes:
 
 
 def _checked_tlv(item: Any) -> tuple[int, bytes]:
-    try:
-        tlv_type, value = item
-    except (TypeError, ValueError):
-        raise ValueError(f"a TLV is a (type, value) pair, not {item!r}") from None
-    if not isinstance(tlv_type, int) or not 0 <= tlv_type <= 0xFF:
+    if not isinstance(item, (tuple, list)) or len(item) != 2:
+        raise TypeError(f"a TLV is a (type, value) tuple, not {item!r}")
+    tlv_type, value = item
+    if isinstance(tlv_type, bool) or not isinstance(tlv_type, int):
+        raise TypeError(f"TLV type must be an int, not {type(tlv_type).__name__}")
+    if not 0 <= tlv_type <= 0xFF:
         raise ValueError(f"TLV type must be an int from 0 to 255, not {tlv_type!r}")
+    if isinstance(value, str):
+        raise TypeError("TLV value must be bytes-like, not str (encode it first)")
     try:
         value = memoryview(value).tobytes()
     except TypeError:
-        raise ValueError(f"TLV value must be bytes-like, not {type(value).__name__}") from None
+        raise TypeError(f"TLV value must be bytes-like, not {type(value).__name__}") from None
     limit = _MAX_TLV_LENGTH.get(tlv_type, C.TLV_MAX_VALUE_LENGTH)
     if len(value) > limit:
         raise ValueError(f"TLV 0x{tlv_type:02x} value is {len(value)} bytes; the limit is {limit}")
@@ -118,13 +133,28 @@ def _encode_address(address: Address, what: str) -> tuple[int, bytes]:
         if path[:1] != b"\0" and b"\0" in path:
             raise ValueError(f"{what} path contains a NUL byte")
         return C.AF_UNIX_NIBBLE, path.ljust(C.UNIX_PATH_LENGTH, b"\0")
-    if not isinstance(address, tuple) or len(address) not in (2, 4):
+    if not isinstance(address, tuple):
+        raise TypeError(
+            f"{what} must be a (host, port) tuple, a (host, port, flowinfo, scope_id) "
+            f"tuple or a path, not {type(address).__name__}"
+        )
+    if len(address) not in (2, 4):
         raise ValueError(f"{what} must be (host, port), (host, port, flowinfo, scope_id) or a path")
     host, port = address[0], address[1]
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 0xFFFF:
+    if isinstance(port, bool) or not isinstance(port, int):
+        raise TypeError(f"{what} port must be an int, not {type(port).__name__}")
+    if not 0 <= port <= 0xFFFF:
         raise ValueError(f"{what} port must be an int from 0 to 65535, not {port!r}")
     if not isinstance(host, str):
-        raise ValueError(f"{what} host must be a str, not {type(host).__name__}")
+        raise TypeError(f"{what} host must be a str, not {type(host).__name__}")
+    if len(address) == 4:
+        for name, value in (("flowinfo", address[2]), ("scope_id", address[3])):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{what} {name} must be an int, not {type(value).__name__}")
+            if value != 0:
+                raise ValueError(
+                    f"{what} {name} is {value}: a PROXY header cannot carry it (only 0)"
+                )
     packed = ipv4_pack(host) if len(address) == 2 else None
     if packed is not None:
         return C.AF_INET_NIBBLE, packed + port.to_bytes(2, "big")
@@ -153,15 +183,22 @@ def _build_v1(
         raise ValueError("v1 carries no AF_UNIX addresses")
     if protocol != socket.SOCK_STREAM:
         raise ValueError("v1 carries only TCP (SOCK_STREAM)")
-    if family == C.AF_INET_NIBBLE:
-        keyword, text = "TCP4", lambda h: ipv4_text(ipv4_pack(h))  # type: ignore[arg-type]
-    else:
-        keyword, text = "TCP6", lambda h: ipv6_text(ipv6_pack(h))  # type: ignore[arg-type]
+    keyword = "TCP4" if family == C.AF_INET_NIBBLE else "TCP6"
     line = (
-        f"PROXY {keyword} {text(source[0])} {text(destination[0])} "
+        f"PROXY {keyword} {_ip_text(source[0])} {_ip_text(destination[0])} "
         f"{source[1]} {destination[1]}\r\n"
     )
     return line.encode("ascii")
+
+
+def _ip_text(host: str) -> str:
+    # The canonical text of an address _encode_address accepted.
+    packed = ipv4_pack(host)
+    if packed is not None:
+        return ipv4_text(packed)
+    packed = ipv6_pack(host)
+    assert packed is not None
+    return ipv6_text(packed)
 
 
 def _build_v2(
@@ -194,5 +231,6 @@ def _build_v2(
         raise ValueError(f"the header body is {len(body)} bytes; v2 allows at most 65535")
     header = C.V2_SIGNATURE + struct.pack("!BBH", 0x20 | int(command), fam, len(body)) + body
     if crc32c:
-        return header[:-4] + impl.crc32c(header).to_bytes(4, "big")
+        crc: int = impl.crc32c(header)
+        return header[:-4] + crc.to_bytes(4, "big")
     return header

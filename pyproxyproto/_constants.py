@@ -8,8 +8,24 @@ limit or a message is changed in exactly one place.
 # -- version 1 (text) ---------------------------------------------------------
 
 V1_PREFIX = b"PROXY "
+# The protocol words after the prefix; the scanners tell them apart by
+# their first byte.
+V1_TCP4 = b"TCP4 "
+V1_TCP6 = b"TCP6 "
+V1_UNKNOWN = b"UNKNOWN"
 # The longest v1 line, CRLF included (spec section 2.1).
 V1_MAX_LENGTH = 107
+# Shortest text of a v1 address ("0.0.0.0" / "::") and of what must follow
+# the destination address (" 0 0\r\n"): the scanners' lower bounds on
+# the bytes a line still needs.
+V1_MIN_IPV4_TEXT = 7
+V1_MIN_IPV6_TEXT = 2
+V1_MIN_AFTER_DESTINATION = 6
+# The most any scanner state can still need (an IPv4 source with no digit
+# yet, its space, the shortest destination and what follows it); below
+# V1_MAX_LENGTH minus this, the too-long check cannot fire.
+V1_LONGEST_NEED = (2 * 4 - 1) + 1 + V1_MIN_IPV4_TEXT + V1_MIN_AFTER_DESTINATION
+V1_CHECK_LENGTH_FROM = V1_MAX_LENGTH - V1_LONGEST_NEED - 1
 
 # -- version 2 (binary) -------------------------------------------------------
 
@@ -31,6 +47,9 @@ PROTO_DGRAM_NIBBLE = 0x2
 
 # The only byte-13 values a PROXY command may carry.
 V2_PROXY_FAMILIES = frozenset((0x00, 0x11, 0x12, 0x21, 0x22, 0x31, 0x32))
+
+# Version nibble (high nibble of byte 12).
+V2_VERSION = 0x2
 
 # Address block size by family nibble.
 ADDR_LEN_INET = 12
@@ -102,7 +121,7 @@ MSG_V1_IPV4 = "v1: invalid IPv4 address at offset {offset}"
 MSG_V1_IPV6 = "v1: invalid IPv6 address at offset {offset}"
 MSG_V1_PORT = "v1: invalid port at offset {offset}"
 MSG_V1_CRLF = "v1: expected CRLF at offset {offset}"
-MSG_V1_TOO_LONG = "v1: the line cannot end within 107 bytes (offset {offset})"
+MSG_V1_TOO_LONG = f"v1: the line cannot end within {V1_MAX_LENGTH} bytes (offset {{offset}})"
 
 MSG_V2_SIGNATURE = "v2: bad signature at offset {offset}"
 MSG_V2_VERSION = "v2: unsupported version {version} at offset 12"

@@ -1,30 +1,57 @@
-"""The header model both backends share: the enums, SSLInfo, the typed
-TLV views, repr, equality and to_dict.
+"""The header model both backends share: the enums, the address and TLV
+types, the pure backend's SSLInfo and typed TLV views, repr, equality,
+to_dict and pickling.
 
-A backend's only job is to parse; everything here reads the parsed fields
-(``tlvs`` above all), so the two backends cannot drift apart in how they
-interpret a TLV.  None of this runs during ``parse()``: views are computed
-when the caller first reads them.
+A backend's only job is to parse; what a field means is written once here
+(the Cython backend computes the same views in C from the raw TLV bytes,
+and the differential tests hold the two together).  Nothing here runs
+during ``parse()``.
 """
 
 from __future__ import annotations
 
 import socket
+import sys
 from enum import IntEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 from . import _constants as C
+
+if TYPE_CHECKING:
+    # What parse() reads: any object with the buffer protocol (not str).
+    # Only type checkers see this import: there is no runtime dependency.
+    if sys.version_info >= (3, 12):
+        from collections.abc import Buffer as Buffer
+    else:
+        from typing_extensions import Buffer as Buffer
+
+    from ._parser_py import ProxyHeader
+
+#: An IPv4 address as ``socket`` gives it: ``(host, port)``.
+IPv4Address = tuple[str, int]
+#: An IPv6 address as ``socket`` gives it: ``(host, port, flowinfo, scope_id)``;
+#: a PROXY header carries neither flowinfo nor a scope id, so both are 0.
+IPv6Address = tuple[str, int, int, int]
+#: An address a header carries: an IP tuple, a UNIX socket path (``str``),
+#: or a Linux abstract-namespace name (``bytes`` starting with NUL; ``""``
+#: for an unnamed socket).
+Address = Union[IPv4Address, IPv6Address, str, bytes]
+#: TLVs as ``(type, value)`` pairs, in wire order.
+TLVs = tuple[tuple[int, bytes], ...]
 
 AF_UNIX = getattr(socket, "AF_UNIX", None)
 
 # Indexed by the v2 family nibble / transport nibble.
-FAMILIES: tuple[Any, ...] = (
+FAMILIES: tuple[socket.AddressFamily, ...] = (
     socket.AF_UNSPEC,
     socket.AF_INET,
     socket.AF_INET6,
     AF_UNIX if AF_UNIX is not None else socket.AF_UNSPEC,
 )
-PROTOCOLS: tuple[Any, ...] = (0, socket.SOCK_STREAM, socket.SOCK_DGRAM)
+PROTOCOLS: tuple[int, ...] = (0, socket.SOCK_STREAM, socket.SOCK_DGRAM)
+# The reverse maps, for unpickling.
+FAMILY_INDEX = {int(f): i for i, f in reversed(list(enumerate(FAMILIES)))}
+PROTOCOL_INDEX = {int(p): i for i, p in enumerate(PROTOCOLS)}
 
 
 class Command(IntEnum):
@@ -42,7 +69,7 @@ def decode_text(value: bytes) -> str:
     return value.decode("utf-8", "replace")
 
 
-def _tiled_tlvs(data: bytes, start: int) -> tuple[tuple[int, bytes], ...] | None:
+def _tiled_tlvs(data: bytes, start: int) -> TLVs | None:
     """Split data[start:] into TLVs, or None when they do not tile it."""
     out = []
     end = len(data)
@@ -59,7 +86,7 @@ def _tiled_tlvs(data: bytes, start: int) -> tuple[tuple[int, bytes], ...] | None
     return tuple(out)
 
 
-def _first(tlvs: tuple[tuple[int, bytes], ...], tlv_type: int) -> bytes | None:
+def _first(tlvs: TLVs, tlv_type: int) -> bytes | None:
     for t, value in tlvs:
         if t == tlv_type:
             return value
@@ -67,14 +94,30 @@ def _first(tlvs: tuple[tuple[int, bytes], ...], tlv_type: int) -> bytes | None:
 
 
 class SSLInfo:
-    """The PP2_TYPE_SSL TLV: how the client reached the proxy over TLS."""
+    """The PP2_TYPE_SSL TLV: how the client reached the proxy over TLS.
 
-    __slots__ = ("_client", "_verify", "_tlvs")
+    Immutable.  ``client`` holds the PP2_CLIENT_* bits, ``verify`` is 0
+    when the client presented a certificate that verified; the text fields
+    are the first sub-TLV of their type (None when absent), and ``tlvs``
+    has every sub-TLV in wire order.
+    """
 
-    def __init__(self, client: int, verify: int, tlvs: tuple[tuple[int, bytes], ...]) -> None:
+    __slots__ = ("_client", "_verify", "_tlvs", "_text")
+
+    _client: int
+    _verify: int
+    _tlvs: TLVs
+    _text: tuple[str | None, ...]
+
+    def __init__(self, client: int, verify: int, tlvs: TLVs) -> None:
         self._client = client
         self._verify = verify
         self._tlvs = tlvs
+        # Decoded once, here: the fields are then plain reads.
+        self._text = tuple(
+            None if value is None else decode_text(value)
+            for value in (_first(tlvs, t) for t in _SSL_TEXT_TYPES)
+        )
 
     @classmethod
     def from_value(cls, value: bytes) -> SSLInfo | None:
@@ -86,111 +129,123 @@ class SSLInfo:
             return None
         return cls(value[0], int.from_bytes(value[1:5], "big"), sub)
 
+    def __setattr__(self, name: str, value: object) -> None:
+        if hasattr(self, "_text"):
+            raise AttributeError(f"SSLInfo is immutable: cannot set {name!r}")
+        object.__setattr__(self, name, value)
+
+    def __reduce__(self) -> tuple[type[SSLInfo], tuple[int, int, TLVs]]:
+        return (SSLInfo, (self._client, self._verify, self._tlvs))
+
     @property
     def client(self) -> int:
+        """The PP2_CLIENT_* bits."""
         return self._client
 
     @property
     def verify(self) -> int:
+        """0 when the client's certificate verified, non-zero otherwise."""
         return self._verify
 
     @property
     def verified(self) -> bool:
+        """``verify == 0``."""
         return self._verify == 0
 
     @property
-    def tlvs(self) -> tuple[tuple[int, bytes], ...]:
+    def tlvs(self) -> TLVs:
+        """Every sub-TLV, in wire order."""
         return self._tlvs
-
-    def _text(self, sub_type: int) -> str | None:
-        value = _first(self._tlvs, sub_type)
-        return None if value is None else decode_text(value)
 
     @property
     def version(self) -> str | None:
-        return self._text(C.PP2_SUBTYPE_SSL_VERSION)
+        """PP2_SUBTYPE_SSL_VERSION, e.g. ``"TLSv1.3"``."""
+        return self._text[0]
 
     @property
     def cn(self) -> str | None:
-        return self._text(C.PP2_SUBTYPE_SSL_CN)
+        """PP2_SUBTYPE_SSL_CN: the client certificate's Common Name."""
+        return self._text[1]
 
     @property
     def cipher(self) -> str | None:
-        return self._text(C.PP2_SUBTYPE_SSL_CIPHER)
+        """PP2_SUBTYPE_SSL_CIPHER."""
+        return self._text[2]
 
     @property
     def sig_alg(self) -> str | None:
-        return self._text(C.PP2_SUBTYPE_SSL_SIG_ALG)
+        """PP2_SUBTYPE_SSL_SIG_ALG: the certificate's signature algorithm."""
+        return self._text[3]
 
     @property
     def key_alg(self) -> str | None:
-        return self._text(C.PP2_SUBTYPE_SSL_KEY_ALG)
+        """PP2_SUBTYPE_SSL_KEY_ALG: the certificate's key algorithm."""
+        return self._text[4]
 
     def __eq__(self, other: object) -> bool:
-        if not isinstance(other, SSLInfo):
-            return NotImplemented
-        return (self._client, self._verify, self._tlvs) == (
-            other._client,
-            other._verify,
-            other._tlvs,
-        )
+        return ssl_eq(self, other)
 
     def __hash__(self) -> int:
         return hash((self._client, self._verify, self._tlvs))
 
     def __repr__(self) -> str:
-        return (
-            f"SSLInfo(client={self._client:#04x}, verify={self._verify}, "
-            f"version={self.version!r}, cn={self.cn!r}, cipher={self.cipher!r}, "
-            f"sig_alg={self.sig_alg!r}, key_alg={self.key_alg!r}, tlvs={self._tlvs!r})"
-        )
+        return ssl_repr(self)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "client": self._client,
-            "verify": self._verify,
-            "verified": self.verified,
-            "version": self.version,
-            "cn": self.cn,
-            "cipher": self.cipher,
-            "sig_alg": self.sig_alg,
-            "key_alg": self.key_alg,
-            "tlvs": [{"type": t, "value": v.hex()} for t, v in self._tlvs],
-        }
+        """The fields as JSON-ready values (sub-TLV values in hex)."""
+        return ssl_to_dict(self)
 
 
-# -- typed views: each reads the FIRST TLV of its type ------------------------
+_SSL_TEXT_TYPES = (
+    C.PP2_SUBTYPE_SSL_VERSION,
+    C.PP2_SUBTYPE_SSL_CN,
+    C.PP2_SUBTYPE_SSL_CIPHER,
+    C.PP2_SUBTYPE_SSL_SIG_ALG,
+    C.PP2_SUBTYPE_SSL_KEY_ALG,
+)
 
 
-def alpn(h: Any) -> bytes | None:
-    return _first(h.tlvs, C.PP2_TYPE_ALPN)
+# The backends' SSLInfo classes (the Cython one registers itself): equal by
+# value across them, as headers compare by value.
+SSL_TYPES: list[type] = [SSLInfo]
 
 
-def authority(h: Any) -> str | None:
-    value = _first(h.tlvs, C.PP2_TYPE_AUTHORITY)
-    return None if value is None else decode_text(value)
+def ssl_eq(a: Any, b: object) -> bool:
+    """a == b for an SSLInfo ``a``, by value; NotImplemented for non-SSLInfo ``b``."""
+    if not isinstance(b, tuple(SSL_TYPES)):
+        result: bool = NotImplemented
+        return result
+    other: Any = b
+    return bool((a.client, a.verify, a.tlvs) == (other.client, other.verify, other.tlvs))
 
 
-def unique_id(h: Any) -> bytes | None:
-    return _first(h.tlvs, C.PP2_TYPE_UNIQUE_ID)
+def ssl_repr(s: Any) -> str:
+    return (
+        f"SSLInfo(client={s.client:#04x}, verify={s.verify}, "
+        f"version={s.version!r}, cn={s.cn!r}, cipher={s.cipher!r}, "
+        f"sig_alg={s.sig_alg!r}, key_alg={s.key_alg!r}, tlvs={s.tlvs!r})"
+    )
 
 
-def netns(h: Any) -> str | None:
-    value = _first(h.tlvs, C.PP2_TYPE_NETNS)
-    return None if value is None else decode_text(value)
+def ssl_to_dict(s: Any) -> dict[str, Any]:
+    return {
+        "client": s.client,
+        "verify": s.verify,
+        "verified": s.verified,
+        "version": s.version,
+        "cn": s.cn,
+        "cipher": s.cipher,
+        "sig_alg": s.sig_alg,
+        "key_alg": s.key_alg,
+        "tlvs": [{"type": t, "value": v.hex()} for t, v in s.tlvs],
+    }
 
 
-def crc32c(h: Any) -> int | None:
-    value = _first(h.tlvs, C.PP2_TYPE_CRC32C)
-    return None if value is None else int.from_bytes(value, "big")
+# -- the pure backend's typed views: each reads the FIRST TLV of its type ------
+# (the Cython backend computes the same in _parser_c._views)
 
 
-def ssl(h: Any) -> SSLInfo | None:
-    value = _first(h.tlvs, C.PP2_TYPE_SSL)
-    return None if value is None else SSLInfo.from_value(value)
-
-
-def _first_subtyped(tlvs: tuple[tuple[int, bytes], ...], tlv_type: int, subtype: int) -> bytes | None:
+def _first_subtyped(tlvs: TLVs, tlv_type: int, subtype: int) -> bytes | None:
     # AWS and Azure put a subtype in the value's first byte; the view is the
     # first TLV of that (type, subtype) pair.
     for t, value in tlvs:
@@ -199,25 +254,43 @@ def _first_subtyped(tlvs: tuple[tuple[int, bytes], ...], tlv_type: int, subtype:
     return None
 
 
-def aws_vpce_id(h: Any) -> str | None:
-    value = _first_subtyped(h.tlvs, C.PP2_TYPE_AWS, C.PP2_SUBTYPE_AWS_VPCE_ID)
-    return None if value is None else decode_text(value)
-
-
-def azure_link_id(h: Any) -> int | None:
-    value = _first_subtyped(
-        h.tlvs, C.PP2_TYPE_AZURE, C.PP2_SUBTYPE_AZURE_PRIVATEENDPOINT_LINKID
+def views(tlvs: TLVs) -> tuple[Any, ...]:
+    """Every typed view, in VIEW_NAMES order, computed in one go."""
+    if not tlvs:
+        return NO_VIEWS
+    alpn = _first(tlvs, C.PP2_TYPE_ALPN)
+    authority = _first(tlvs, C.PP2_TYPE_AUTHORITY)
+    netns = _first(tlvs, C.PP2_TYPE_NETNS)
+    crc = _first(tlvs, C.PP2_TYPE_CRC32C)
+    ssl = _first(tlvs, C.PP2_TYPE_SSL)
+    aws = _first_subtyped(tlvs, C.PP2_TYPE_AWS, C.PP2_SUBTYPE_AWS_VPCE_ID)
+    azure = _first_subtyped(tlvs, C.PP2_TYPE_AZURE, C.PP2_SUBTYPE_AZURE_PRIVATEENDPOINT_LINKID)
+    gcp = _first(tlvs, C.PP2_TYPE_GCP)
+    return (
+        alpn,
+        None if authority is None else decode_text(authority),
+        _first(tlvs, C.PP2_TYPE_UNIQUE_ID),
+        None if netns is None else decode_text(netns),
+        None if crc is None else int.from_bytes(crc, "big"),
+        None if ssl is None else SSLInfo.from_value(ssl),
+        None if aws is None else decode_text(aws),
+        None if azure is None or len(azure) != 4 else int.from_bytes(azure, "little"),
+        None if gcp is None or len(gcp) != 8 else int.from_bytes(gcp, "big"),
     )
-    if value is None or len(value) != 4:
-        return None
-    return int.from_bytes(value, "little")
 
 
-def gcp_psc_connection_id(h: Any) -> int | None:
-    value = _first(h.tlvs, C.PP2_TYPE_GCP)
-    if value is None or len(value) != 8:
-        return None
-    return int.from_bytes(value, "big")
+VIEW_NAMES = (
+    "alpn",
+    "authority",
+    "unique_id",
+    "netns",
+    "crc32c",
+    "ssl",
+    "aws_vpce_id",
+    "azure_link_id",
+    "gcp_psc_connection_id",
+)
+NO_VIEWS: tuple[Any, ...] = (None,) * len(VIEW_NAMES)
 
 
 # -- value semantics ------------------------------------------------------------
@@ -234,6 +307,28 @@ def key(h: Any) -> tuple[Any, ...]:
         h.length,
         h.tlvs,
     )
+
+
+def restore(
+    backend: str,
+    version: int,
+    command: int,
+    family: int,
+    protocol: int,
+    source: Address | None,
+    destination: Address | None,
+    length: int,
+    tlvs: TLVs,
+) -> ProxyHeader:
+    """Unpickle a header: with the backend that pickled it when it is
+    available here, else with the one in use (the fields are the same)."""
+    from . import _backend
+
+    module = _backend.available().get(backend, _backend.impl)
+    header: ProxyHeader = module._restore(
+        version, command, family, protocol, source, destination, length, tlvs
+    )
+    return header
 
 
 def _name(value: Any) -> str:

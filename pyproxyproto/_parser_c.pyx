@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+# cython: language_level=3, freethreading_compatible=True, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """The Cython backend: the same parser as _parser_py, in typed C.
 
 parse() reads the caller's buffer in place (buffer protocol, no copy, no
@@ -10,13 +10,18 @@ the TLV tuple and the typed views only when the caller reads them.
 cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from cpython.unicode cimport PyUnicode_Check
-from libc.stdint cimport uint8_t, uint16_t, uint32_t
-from libc.string cimport memcmp, memcpy, memset
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF, Py_XDECREF
+from cpython.unicode cimport PyUnicode_Check, PyUnicode_DecodeUTF8
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from libc.string cimport memchr, memcmp, memcpy, memset
+
+import struct
 
 from . import _constants as C
 from . import _header as H
 from ._errors import ChecksumMismatch, Incomplete, InvalidHeader
+from ._inet import ipv4_pack, ipv6_pack
 
 
 cdef extern from "pp_crc32c.h":
@@ -33,7 +38,7 @@ cdef extern from "Python.h":
     void *PyUnicode_DATA(object o)
 
 
-__all__ = ["ProxyHeader", "parse", "crc32c", "crc32c_impl"]
+__all__ = ["ProxyHeader", "SSLInfo", "parse", "crc32c", "crc32c_impl"]
 
 # Python objects read once at import: the error path formats these, the hot
 # path never touches them.
@@ -43,6 +48,12 @@ cdef tuple _COMMANDS = H.COMMANDS
 cdef tuple _EMPTY = ()
 cdef bytes _SIG = C.V2_SIGNATURE
 cdef bytes _V1_PREFIX = C.V1_PREFIX
+cdef bytes _V1_TCP4 = C.V1_TCP4
+cdef bytes _V1_UNKNOWN = C.V1_UNKNOWN
+# "PROXY TCP": what every TCP line starts with, then '4' or '6' and a space.
+cdef bytes _V1_TCP_HEAD_BYTES = C.V1_PREFIX + C.V1_TCP4[:3]
+cdef const char *_V1_TCP_HEAD = _V1_TCP_HEAD_BYTES
+cdef Py_ssize_t V1_TCP_START = len(C.V1_PREFIX) + len(C.V1_TCP4)
 cdef frozenset _V2_PROXY_FAMILIES = C.V2_PROXY_FAMILIES
 
 # Numbers from the shared constants module, as C variables.
@@ -56,6 +67,45 @@ cdef int AUTHORITY_MAX = C.AUTHORITY_MAX_LENGTH
 cdef int T_CRC32C = C.PP2_TYPE_CRC32C
 cdef int T_UNIQUE_ID = C.PP2_TYPE_UNIQUE_ID
 cdef int T_AUTHORITY = C.PP2_TYPE_AUTHORITY
+cdef int T_ALPN = C.PP2_TYPE_ALPN
+cdef int T_NETNS = C.PP2_TYPE_NETNS
+cdef int T_SSL = C.PP2_TYPE_SSL
+cdef int T_AWS = C.PP2_TYPE_AWS
+cdef int T_AZURE = C.PP2_TYPE_AZURE
+cdef int T_GCP = C.PP2_TYPE_GCP
+cdef int SUB_AWS_VPCE = C.PP2_SUBTYPE_AWS_VPCE_ID
+cdef int SUB_AZURE_LINK = C.PP2_SUBTYPE_AZURE_PRIVATEENDPOINT_LINKID
+cdef int SUB_SSL_VERSION = C.PP2_SUBTYPE_SSL_VERSION
+cdef int SUB_SSL_CN = C.PP2_SUBTYPE_SSL_CN
+cdef int SUB_SSL_CIPHER = C.PP2_SUBTYPE_SSL_CIPHER
+cdef int SUB_SSL_SIG_ALG = C.PP2_SUBTYPE_SSL_SIG_ALG
+cdef int SUB_SSL_KEY_ALG = C.PP2_SUBTYPE_SSL_KEY_ALG
+cdef Py_ssize_t SSL_FIXED = C.SSL_FIXED_LENGTH
+cdef int CMD_PROXY = C.CMD_PROXY
+cdef int F_UNSPEC = C.AF_UNSPEC_NIBBLE
+cdef int F_INET = C.AF_INET_NIBBLE
+cdef int F_INET6 = C.AF_INET6_NIBBLE
+cdef int F_UNIX = C.AF_UNIX_NIBBLE
+cdef int V2_VERSION = C.V2_VERSION
+cdef int PROTO_STREAM = C.PROTO_STREAM_NIBBLE
+cdef int PROTO_COUNT = len(H.PROTOCOLS)
+cdef int FAMILY_COUNT = len(H.FAMILIES)
+cdef unsigned char V1_T = C.V1_TCP4[0]
+cdef unsigned char V1_U = C.V1_UNKNOWN[0]
+cdef unsigned char V1_4 = C.V1_TCP4[3]
+cdef unsigned char V1_6 = C.V1_TCP6[3]
+cdef Py_ssize_t V1_MIN_IPV4 = C.V1_MIN_IPV4_TEXT
+cdef Py_ssize_t V1_MIN_IPV6 = C.V1_MIN_IPV6_TEXT
+cdef Py_ssize_t V1_AFTER_DST = C.V1_MIN_AFTER_DESTINATION
+cdef Py_ssize_t V1_CHECK_FROM = C.V1_CHECK_LENGTH_FROM
+_TLV_HEAD = struct.Struct("!BH")
+# Which view each TLV type feeds: one bit per view, 0 for the rest.
+cdef unsigned int _VIEW_BIT[256]
+memset(_VIEW_BIT, 0, sizeof(_VIEW_BIT))
+for _bit, _type in enumerate((C.PP2_TYPE_ALPN, C.PP2_TYPE_AUTHORITY, C.PP2_TYPE_UNIQUE_ID,
+                              C.PP2_TYPE_NETNS, C.PP2_TYPE_CRC32C, C.PP2_TYPE_SSL,
+                              C.PP2_TYPE_AWS, C.PP2_TYPE_AZURE, C.PP2_TYPE_GCP)):
+    _VIEW_BIT[_type] = 1u << _bit
 cdef int BLOCK_LEN[4]
 BLOCK_LEN[0] = C.ADDRESS_BLOCK_LENGTHS[C.AF_UNSPEC_NIBBLE]
 BLOCK_LEN[1] = C.ADDRESS_BLOCK_LENGTHS[C.AF_INET_NIBBLE]
@@ -73,15 +123,30 @@ cdef enum:
 
 # -- the header object -------------------------------------------------------------
 
+cdef extern from "pp_once.h":
+    PyObject *pp_once_get(PyObject **slot)
+    PyObject *pp_once_set(PyObject **slot, PyObject *value)
 
-# Its fields hold only str, int, bytes and tuples of them: no cycles, so the
-# garbage collector need not track it.
+
+cdef inline object _publish(PyObject **slot, object value):
+    # Give the slot a reference to value; return what the slot holds (value,
+    # or what a racing reader published first).
+    Py_INCREF(value)
+    return <object>pp_once_set(slot, <PyObject *>value)
+
+
+# Its fields hold only str, int, bytes, SSLInfo and tuples of them: no
+# cycles, so the garbage collector need not track it.  What it computes on
+# first read (addresses, TLVs, views) goes into publish-once slots: each is
+# built completely and then stored once, so every reader, in any thread or
+# in a GC callback that runs inside the first read, sees either nothing
+# yet (and computes it) or the final value.
 @cython.freelist(32)
 @cython.final
 @cython.no_gc
-@cython.auto_pickle(False)
 cdef class ProxyHeader:
-    """A parsed PROXY header.  Immutable; equal by value."""
+    """A parsed PROXY header: immutable, equal by value, safe to share
+    between threads, picklable.  Made by ``parse()``, never directly."""
 
     cdef uint8_t _version
     cdef uint8_t _command
@@ -95,97 +160,141 @@ cdef class ProxyHeader:
     cdef Py_ssize_t _tlv_start
     cdef unsigned char _addr[32]   # source at 0, destination at 16
     cdef bytes _raw                # the v2 header, kept when it has TLVs or UNIX paths
-    cdef object _source
-    cdef object _destination
-    cdef object _tlvs
+    cdef PyObject *_addresses      # once: (source, destination)
+    cdef PyObject *_tlvs           # once: the TLV tuple
+    cdef PyObject *_views          # once: every typed view, in _header.VIEW_NAMES order
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("ProxyHeader is not created directly: use pyproxyproto.parse()")
+
+    def __dealloc__(self):
+        Py_XDECREF(self._addresses)
+        Py_XDECREF(self._tlvs)
+        Py_XDECREF(self._views)
 
     @property
     def version(self):
+        """1 or 2."""
         return self._version
 
     @property
     def command(self):
+        """Command.PROXY, or Command.LOCAL (a v2 health check)."""
         return _COMMANDS[self._command]
 
     @property
     def family(self):
+        """AF_INET, AF_INET6, AF_UNIX or AF_UNSPEC."""
         return _FAMILIES[self._family]
 
     @property
     def protocol(self):
+        """socket.SOCK_STREAM, socket.SOCK_DGRAM, or 0 when unspecified."""
         return _PROTOCOLS[self._protocol]
 
     @property
     def length(self):
+        """Bytes the header occupies at the start of the data."""
         return self._length
 
     @property
     def source(self):
-        if self._source is None:
-            self._make_addresses()
-        return None if self._source is _EMPTY else self._source
+        """The client's address; None for LOCAL, UNSPEC and v1 UNKNOWN."""
+        cdef PyObject *pair = pp_once_get(&self._addresses)
+        if pair == NULL:
+            if not self._has_ip and not self._has_unix():
+                return None
+            return self._make_addresses()[0]
+        return (<tuple>pair)[0]
 
     @property
     def destination(self):
-        if self._source is None:
-            self._make_addresses()
-        return None if self._destination is _EMPTY else self._destination
+        """The address the client connected to; None when source is."""
+        cdef PyObject *pair = pp_once_get(&self._addresses)
+        if pair == NULL:
+            if not self._has_ip and not self._has_unix():
+                return None
+            return self._make_addresses()[1]
+        return (<tuple>pair)[1]
 
-    cdef _make_addresses(self):
-        # _EMPTY marks "computed, no address" so the work is done once.
+    cdef inline bint _has_unix(self):
+        return self._command == CMD_PROXY and self._family == F_UNIX
+
+    cdef tuple _make_addresses(self):
+        cdef const char *raw
         if self._has_ip:
-            self._source = _ip_tuple(&self._addr[0], self._sport, self._v6)
-            self._destination = _ip_tuple(&self._addr[16], self._dport, self._v6)
-        elif self._command == 1 and self._family == 3:
-            self._source = _unix_path(PyBytes_AS_STRING(self._raw) + V2_FIXED)
-            self._destination = _unix_path(PyBytes_AS_STRING(self._raw) + V2_FIXED + UNIX_PATH)
+            pair = (_ip_tuple(&self._addr[0], self._sport, self._v6, 0),
+                    _ip_tuple(&self._addr[16], self._dport, self._v6, 1))
         else:
-            self._source = _EMPTY
-            self._destination = _EMPTY
+            raw = PyBytes_AS_STRING(self._raw) + V2_FIXED
+            pair = (_unix_path(raw), _unix_path(raw + UNIX_PATH))
+        return <tuple>_publish(&self._addresses, pair)
 
     @property
     def tlvs(self):
-        if self._tlvs is None:
-            self._tlvs = _EMPTY if self._raw is None else _tlv_tuple(self._raw, self._tlv_start)
-        return self._tlvs
+        """Every TLV, ``(type, value)`` in wire order (v2 only)."""
+        cdef PyObject *tlvs = pp_once_get(&self._tlvs)
+        if tlvs != NULL:
+            return <tuple>tlvs
+        if self._raw is None:
+            return _EMPTY
+        return _publish(&self._tlvs, _tlv_tuple(self._raw, self._tlv_start, PyBytes_GET_SIZE(self._raw)))
+
+    cdef inline object _view(self, Py_ssize_t index):
+        cdef PyObject *views = pp_once_get(&self._views)
+        if views == NULL:
+            if self._raw is None:
+                return None
+            return (<tuple>_publish(&self._views, _compute_views(self._raw, self._tlv_start)))[index]
+        return (<tuple>views)[index]
 
     @property
     def alpn(self):
-        return H.alpn(self)
+        """The first PP2_TYPE_ALPN value, e.g. ``b"h2"``."""
+        return self._view(0)
 
     @property
     def authority(self):
-        return H.authority(self)
+        """The first PP2_TYPE_AUTHORITY (the TLS SNI), as text."""
+        return self._view(1)
 
     @property
     def unique_id(self):
-        return H.unique_id(self)
+        """The first PP2_TYPE_UNIQUE_ID value."""
+        return self._view(2)
 
     @property
     def netns(self):
-        return H.netns(self)
+        """The first PP2_TYPE_NETNS (network namespace name)."""
+        return self._view(3)
 
     @property
     def crc32c(self):
-        return H.crc32c(self)
+        """The first PP2_TYPE_CRC32C value (verified by parse() by default)."""
+        return self._view(4)
 
     @property
     def ssl(self):
-        return H.ssl(self)
+        """The first PP2_TYPE_SSL TLV, decoded; None when absent or malformed."""
+        return self._view(5)
 
     @property
     def aws_vpce_id(self):
-        return H.aws_vpce_id(self)
+        """AWS PrivateLink: the VPC endpoint id (TLV 0xEA, subtype 0x01)."""
+        return self._view(6)
 
     @property
     def azure_link_id(self):
-        return H.azure_link_id(self)
+        """Azure Private Link: the LINKID (TLV 0xEE, subtype 0x01)."""
+        return self._view(7)
 
     @property
     def gcp_psc_connection_id(self):
-        return H.gcp_psc_connection_id(self)
+        """Google Cloud Private Service Connect: the connection id (TLV 0xE0)."""
+        return self._view(8)
 
     def to_dict(self):
+        """Every field and view as JSON-ready values."""
         return H.header_to_dict(self)
 
     def __eq__(self, other):
@@ -204,17 +313,93 @@ cdef class ProxyHeader:
     def __repr__(self):
         return H.header_repr(self)
 
+    def __reduce__(self):
+        return (H.restore, ("cython",) + H.key(self))
 
-cdef object _ip_tuple(const unsigned char *a, uint16_t port, bint v6):
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+
+def _restore(version, command, family, protocol, source, destination, length, tlvs):
+    """A header with these fields (for unpickling; see _header.restore)."""
+    cdef ProxyHeader h = ProxyHeader.__new__(ProxyHeader)
+    cdef bytes packed
+    h._version = version
+    h._command = command
+    h._family = H.FAMILY_INDEX[family]
+    h._protocol = H.PROTOCOL_INDEX[protocol]
+    h._length = length
+    if isinstance(source, tuple):
+        h._has_ip = True
+        h._v6 = len(source) == 4
+        for address, offset in ((source, 0), (destination, 16)):
+            packed = ipv6_pack(address[0]) if h._v6 else ipv4_pack(address[0])
+            memcpy(&h._addr[offset], PyBytes_AS_STRING(packed), PyBytes_GET_SIZE(packed))
+        h._sport = source[1]
+        h._dport = destination[1]
+    elif source is not None:
+        _publish(&h._addresses, (source, destination))
+    if tlvs:
+        h._raw = b"".join([_TLV_HEAD.pack(t, len(v)) + v for t, v in tlvs])
+        h._tlv_start = 0
+        _publish(&h._tlvs, tuple(tlvs))
+    return h
+
+
+# Reuse what repeats: behind a balancer the destination is nearly always
+# the same and sources repeat, so the last address tuple made for each side
+# is kept and handed out again when the same address and port come back
+# (the host text alone when only the port differs).  Tuples and str are
+# immutable, so sharing one is invisible.  The cache is read and replaced
+# as one step: under the GIL no other thread runs in between (nothing here
+# calls back into Python), and on the free-threaded build a critical
+# section on _CACHE_OWNER serialises it.
+cdef struct AddressCache:
+    bint v6
+    uint16_t port
+    unsigned char addr[16]
+    PyObject *host
+    PyObject *address
+
+cdef AddressCache _cache[2]   # [0] sources, [1] destinations
+memset(_cache, 0, sizeof(_cache))
+_CACHE_OWNER = object()
+
+
+cdef object _ip_tuple(const unsigned char *a, uint16_t port, bint v6, int side):
+    cdef AddressCache *c = &_cache[side]
+    cdef Py_ssize_t size = 16 if v6 else 4
+    with cython.critical_section(_CACHE_OWNER):
+        if c.host != NULL and c.v6 == v6 and memcmp(c.addr, a, size) == 0:
+            if c.port == port:
+                return <object>c.address
+            host = <object>c.host
+        else:
+            host = _ip_text(a, v6)
+        address = (host, port, 0, 0) if v6 else (host, port)
+        Py_XDECREF(c.host)
+        Py_XDECREF(c.address)
+        Py_INCREF(host)
+        Py_INCREF(address)
+        c.host = <PyObject *>host
+        c.address = <PyObject *>address
+        c.v6 = v6
+        c.port = port
+        memcpy(c.addr, a, size)
+        return address
+
+
+cdef object _ip_text(const unsigned char *a, bint v6):
     cdef char text[48]
     cdef int n = pp_format_ipv6(a, text) if v6 else pp_format_ipv4(a, text)
     # The formatter writes ASCII only: copy it into a fresh 1-byte-kind str
     # instead of decoding (and re-checking) it.
     cdef object host = PyUnicode_New(n, 127)
     memcpy(PyUnicode_DATA(host), text, n)
-    if v6:
-        return (host, port, 0, 0)
-    return (host, port)
+    return host
 
 
 cdef object _unix_path(const char *raw):
@@ -232,10 +417,9 @@ cdef object _unix_path(const char *raw):
     return PyUnicode_DecodeFSDefaultAndSize(raw, n)
 
 
-cdef tuple _tlv_tuple(bytes raw, Py_ssize_t off):
-    # The TLVs were validated by parse(); this only cuts them out.
+cdef tuple _tlv_tuple(bytes raw, Py_ssize_t off, Py_ssize_t end):
+    # The TLVs of raw[off:end], already validated; this only cuts them out.
     cdef const unsigned char *b = <const unsigned char *>PyBytes_AS_STRING(raw)
-    cdef Py_ssize_t end = PyBytes_GET_SIZE(raw)
     cdef Py_ssize_t length
     cdef list out = []
     while off < end:
@@ -243,6 +427,221 @@ cdef tuple _tlv_tuple(bytes raw, Py_ssize_t off):
         out.append((b[off], PyBytes_FromStringAndSize(<const char *>b + off + TLV_HDR, length)))
         off += TLV_HDR + length
     return tuple(out)
+
+
+# -- typed views, straight from the raw TLV bytes ---------------------------------------
+
+
+cdef inline object _text(const unsigned char *v, Py_ssize_t n):
+    # Text views never raise: the exact bytes stay available in ``tlvs``.
+    # ASCII (the usual case) is copied straight into a 1-byte-kind str.
+    cdef Py_ssize_t i
+    cdef object text
+    for i in range(n):
+        if v[i] >= 0x80:
+            return PyUnicode_DecodeUTF8(<const char *>v, n, "replace")
+    text = PyUnicode_New(n, 127)
+    memcpy(PyUnicode_DATA(text), v, n)
+    return text
+
+
+cdef inline object _bytes(const unsigned char *v, Py_ssize_t n):
+    return PyBytes_FromStringAndSize(<const char *>v, n)
+
+
+cdef inline uint32_t _be32(const unsigned char *v) noexcept nogil:
+    return (<uint32_t>v[0] << 24) | (<uint32_t>v[1] << 16) | (<uint32_t>v[2] << 8) | v[3]
+
+
+cdef tuple _compute_views(bytes raw, Py_ssize_t off):
+    """Every typed view in one walk; each reads the FIRST TLV of its type
+    (for AWS and Azure: of its type and subtype), as _header.views does."""
+    cdef const unsigned char *b = <const unsigned char *>PyBytes_AS_STRING(raw)
+    cdef Py_ssize_t end = PyBytes_GET_SIZE(raw)
+    cdef Py_ssize_t n
+    cdef const unsigned char *v
+    cdef int t
+    cdef unsigned int seen = 0, bit
+    cdef uint64_t gcp
+    alpn = authority = unique_id = netns = crc = ssl = aws = azure = gcp_id = None
+    while off < end:
+        t = b[off]
+        n = (b[off + 1] << 8) | b[off + 2]
+        v = b + off + TLV_HDR
+        off += TLV_HDR + n
+        bit = _VIEW_BIT[t]
+        if bit == 0 or seen & bit:
+            continue
+        if t == T_AWS or t == T_AZURE:
+            if n < 1 or v[0] != (SUB_AWS_VPCE if t == T_AWS else SUB_AZURE_LINK):
+                continue
+            seen |= bit
+            if t == T_AWS:
+                aws = _text(v + 1, n - 1)
+            elif n == 5:
+                azure = (<uint32_t>v[4] << 24) | (<uint32_t>v[3] << 16) | (<uint32_t>v[2] << 8) | v[1]
+            continue
+        seen |= bit
+        if t == T_ALPN:
+            alpn = _bytes(v, n)
+        elif t == T_AUTHORITY:
+            authority = _text(v, n)
+        elif t == T_UNIQUE_ID:
+            unique_id = _bytes(v, n)
+        elif t == T_NETNS:
+            netns = _text(v, n)
+        elif t == T_CRC32C:
+            crc = _be32(v)
+        elif t == T_SSL:
+            ssl = _ssl_info(raw, v - b, n)
+        elif n == 8:  # T_GCP
+            gcp = (<uint64_t>_be32(v) << 32) | _be32(v + 4)
+            gcp_id = gcp
+    return (alpn, authority, unique_id, netns, crc, ssl, aws, azure, gcp_id)
+
+
+@cython.final
+@cython.no_gc
+cdef class SSLInfo:
+    """The PP2_TYPE_SSL TLV: how the client reached the proxy over TLS.
+
+    Immutable.  ``client`` holds the PP2_CLIENT_* bits, ``verify`` is 0
+    when the client presented a certificate that verified; the text fields
+    are the first sub-TLV of their type (None when absent), and ``tlvs``
+    has every sub-TLV in wire order.
+    """
+
+    cdef readonly int client
+    cdef readonly object verify
+    cdef readonly object version
+    cdef readonly object cn
+    cdef readonly object cipher
+    cdef readonly object sig_alg
+    cdef readonly object key_alg
+    cdef bytes _raw        # bytes holding the TLV value (the header's own, not a copy)
+    cdef Py_ssize_t _start  # where the value starts in _raw
+    cdef Py_ssize_t _end
+    cdef PyObject *_tlvs   # once: the sub-TLV tuple
+
+    def __init__(self, int client, verify, tlvs):
+        # As the pure SSLInfo: the fields of an SSL TLV whose value is made
+        # of these, decoded the same way parse() decodes one.
+        cdef SSLInfo decoded
+        if self._raw is not None:
+            raise TypeError("SSLInfo is immutable")
+        value = (bytes((client,)) + int(verify).to_bytes(4, "big")
+                 + b"".join([_TLV_HEAD.pack(t, len(v)) + v for t, v in tlvs]))
+        decoded = _ssl_from_value(value)
+        if decoded is None:
+            raise ValueError("the sub-TLVs do not fit in an SSL TLV")
+        self.client = decoded.client
+        self.verify = decoded.verify
+        self.version = decoded.version
+        self.cn = decoded.cn
+        self.cipher = decoded.cipher
+        self.sig_alg = decoded.sig_alg
+        self.key_alg = decoded.key_alg
+        self._raw = decoded._raw
+        self._start = decoded._start
+        self._end = decoded._end
+
+    def __dealloc__(self):
+        Py_XDECREF(self._tlvs)
+
+    @classmethod
+    def from_value(cls, value):
+        """Decode the value of an SSL TLV; None when it is malformed."""
+        return _ssl_from_value(value)
+
+    @property
+    def verified(self):
+        """``verify == 0``."""
+        return self.verify == 0
+
+    @property
+    def tlvs(self):
+        """Every sub-TLV, in wire order."""
+        cdef PyObject *tlvs = pp_once_get(&self._tlvs)
+        if tlvs != NULL:
+            return <tuple>tlvs
+        return _publish(&self._tlvs, _tlv_tuple(self._raw, self._start + SSL_FIXED, self._end))
+
+    def __eq__(self, other):
+        return H.ssl_eq(self, other)
+
+    def __hash__(self):
+        return hash((self.client, self.verify, self.tlvs))
+
+    def __repr__(self):
+        return H.ssl_repr(self)
+
+    def to_dict(self):
+        """The fields as JSON-ready values (sub-TLV values in hex)."""
+        return H.ssl_to_dict(self)
+
+    def __reduce__(self):
+        return (_ssl_from_value, (self._raw[self._start:self._end],))
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+
+H.SSL_TYPES.append(SSLInfo)
+
+
+def _ssl_from_value(value):
+    cdef bytes raw = bytes(value)
+    return _ssl_info(raw, 0, PyBytes_GET_SIZE(raw))
+
+
+cdef object _ssl_info(bytes raw, Py_ssize_t start, Py_ssize_t n):
+    """The SSLInfo of the value raw[start:start + n], or None when malformed."""
+    cdef const unsigned char *v = <const unsigned char *>PyBytes_AS_STRING(raw) + start
+    cdef Py_ssize_t off = SSL_FIXED, end_sub, k
+    cdef int t
+    cdef const unsigned char *sub
+    cdef SSLInfo s
+    if n < SSL_FIXED:
+        return None
+    # The sub-TLVs must tile the rest of the value.
+    while off < n:
+        if n - off < TLV_HDR:
+            return None
+        end_sub = off + TLV_HDR + ((v[off + 1] << 8) | v[off + 2])
+        if end_sub > n:
+            return None
+        off = end_sub
+    s = SSLInfo.__new__(SSLInfo)
+    s.client = v[0]
+    s.verify = _be32(v + 1)
+    off = SSL_FIXED
+    while off < n:
+        t = v[off]
+        k = (v[off + 1] << 8) | v[off + 2]
+        sub = v + off + TLV_HDR
+        off += TLV_HDR + k
+        if t == SUB_SSL_VERSION:
+            if s.version is None:
+                s.version = _text(sub, k)
+        elif t == SUB_SSL_CN:
+            if s.cn is None:
+                s.cn = _text(sub, k)
+        elif t == SUB_SSL_CIPHER:
+            if s.cipher is None:
+                s.cipher = _text(sub, k)
+        elif t == SUB_SSL_SIG_ALG:
+            if s.sig_alg is None:
+                s.sig_alg = _text(sub, k)
+        elif t == SUB_SSL_KEY_ALG:
+            if s.key_alg is None:
+                s.key_alg = _text(sub, k)
+    s._raw = raw
+    s._start = start
+    s._end = start + n
+    return s
 
 
 # -- entry points -------------------------------------------------------------------
@@ -303,7 +702,8 @@ cdef object _parse(const unsigned char *b, Py_ssize_t n, bint v1, bint v2, bint 
     if b[0] == 0x50:
         if not v1:
             raise InvalidHeader(C.MSG_V1_DISABLED, 0)
-        return _scan_v1(b, n)
+        h = _fast_v1(b, n)
+        return h if h is not None else _scan_v1(b, n)
     raise InvalidHeader(C.MSG_NOT_PROXY.format(byte=b[0]), 0)
 
 
@@ -327,12 +727,12 @@ cdef object _parse_v2(const unsigned char *b, Py_ssize_t n, bint verify):
         raise _incomplete(n, V2_FIXED)
     command = b[12] & 0x0F
     fam = b[13]
-    if (memcmp(b, PyBytes_AS_STRING(_SIG), 12) != 0 or b[12] >> 4 != 2 or command > 1
+    if (memcmp(b, PyBytes_AS_STRING(_SIG), 12) != 0 or b[12] >> 4 != V2_VERSION or command > CMD_PROXY
             or (command and not PROXY_FAMILY_OK[fam])):
         _check_v2_prefix(b, n)
     length = (b[14] << 8) | b[15]
     total = V2_FIXED + length
-    block = BLOCK_LEN[fam >> 4] if fam >> 4 < 4 else 0
+    block = BLOCK_LEN[fam >> 4] if fam >> 4 < FAMILY_COUNT else 0
     if command:
         if length < block:
             raise InvalidHeader(C.MSG_V2_ADDRESS_LENGTH.format(length=length, needed=block), 14)
@@ -349,13 +749,13 @@ cdef object _parse_v2(const unsigned char *b, Py_ssize_t n, bint verify):
     h = ProxyHeader.__new__(ProxyHeader)
     h._version = 2
     h._command = command
-    h._family = fam >> 4 if fam >> 4 < 4 else 0
-    h._protocol = fam & 0x0F if fam & 0x0F < 3 else 0
+    h._family = fam >> 4 if fam >> 4 < FAMILY_COUNT else F_UNSPEC
+    h._protocol = fam & 0x0F if fam & 0x0F < PROTO_COUNT else 0
     h._length = total
     h._tlv_start = tlv_start
-    if command and (h._family == 1 or h._family == 2):
+    if command and (h._family == F_INET or h._family == F_INET6):
         h._has_ip = True
-        if h._family == 1:
+        if h._family == F_INET:
             memcpy(&h._addr[0], b + 16, 4)
             memcpy(&h._addr[16], b + 20, 4)
             h._sport = (b[24] << 8) | b[25]
@@ -365,7 +765,7 @@ cdef object _parse_v2(const unsigned char *b, Py_ssize_t n, bint verify):
             memcpy(h._addr, b + 16, 32)
             h._sport = (b[48] << 8) | b[49]
             h._dport = (b[50] << 8) | b[51]
-    if tlv_start < total or (command and h._family == 3):
+    if tlv_start < total or (command and h._family == F_UNIX):
         h._raw = PyBytes_FromStringAndSize(<const char *>b, total)
     return h
 
@@ -378,9 +778,9 @@ cdef int _check_v2_prefix(const unsigned char *b, Py_ssize_t n) except -1:
         if b[i] != sig[i]:
             raise _invalid(C.MSG_V2_SIGNATURE, i)
     if n > 12:
-        if b[12] >> 4 != 2:
+        if b[12] >> 4 != V2_VERSION:
             raise InvalidHeader(C.MSG_V2_VERSION.format(version=b[12] >> 4), 12)
-        if b[12] & 0x0F > 1:
+        if b[12] & 0x0F > CMD_PROXY:
             raise InvalidHeader(C.MSG_V2_COMMAND.format(command=b[12] & 0x0F), 12)
         if n > 13 and b[12] & 0x0F and not PROXY_FAMILY_OK[b[13]]:
             raise InvalidHeader(C.MSG_V2_FAMILY.format(family=b[13]), 13)
@@ -576,7 +976,7 @@ cdef inline int _v1_need(int state, Address *a, bint v6, int port_digits) noexce
     # Bytes still needed, at the least, to finish the line from this state;
     # " 0 0\r\n" follows the destination, "0.0.0.0" / "::" is the shortest address.
     if state == ST_SRC:
-        return _addr_need(a) + 1 + (2 if v6 else 7) + 6
+        return _addr_need(a) + 1 + (V1_MIN_IPV6 if v6 else V1_MIN_IPV4) + V1_AFTER_DST
     if state == ST_DST:
         return _addr_need(a) + 6
     if state == ST_SPORT:
@@ -592,10 +992,10 @@ cdef object _scan_v1(const unsigned char *b, Py_ssize_t n):
     """Byte-by-byte v1 parser, the twin of _parser_py._scan_v1."""
     cdef Py_ssize_t limit = n if n < V1_MAX else V1_MAX
     # Below this offset no state can need more than the limit allows.
-    cdef Py_ssize_t check_from = V1_MAX - 22
+    cdef Py_ssize_t check_from = V1_CHECK_FROM
     cdef const unsigned char *prefix = <const unsigned char *>PyBytes_AS_STRING(_V1_PREFIX)
-    cdef const char *tcp = b"TCP4 "
-    cdef const char *unknown = b"UNKNOWN"
+    cdef const unsigned char *tcp = <const unsigned char *>PyBytes_AS_STRING(_V1_TCP4)
+    cdef const unsigned char *unknown = <const unsigned char *>PyBytes_AS_STRING(_V1_UNKNOWN)
     cdef int state = ST_KEYWORD
     cdef bint v6 = False
     cdef Address a
@@ -616,15 +1016,15 @@ cdef object _scan_v1(const unsigned char *b, Py_ssize_t n):
                     raise _invalid(C.MSG_V1_PREFIX, i)
                 continue
             if i == 6:
-                if c != 0x54 and c != 0x55:
+                if c != V1_T and c != V1_U:
                     raise _invalid(C.MSG_V1_PROTOCOL, i)
                 continue
-            if b[6] == 0x54:
+            if b[6] == V1_T:
                 if i == 9:
-                    if c != 0x34 and c != 0x36:
+                    if c != V1_4 and c != V1_6:
                         raise _invalid(C.MSG_V1_PROTOCOL, i)
-                    v6 = c == 0x36
-                elif c != <unsigned char>tcp[i - 6]:
+                    v6 = c == V1_6
+                elif c != tcp[i - 6]:
                     raise _invalid(C.MSG_V1_PROTOCOL, i)
                 if i == 10:
                     state = ST_SRC
@@ -632,7 +1032,7 @@ cdef object _scan_v1(const unsigned char *b, Py_ssize_t n):
                     spans[0] = i + 1
                 continue
             if i < 13:
-                if c != <unsigned char>unknown[i - 6]:
+                if c != unknown[i - 6]:
                     raise _invalid(C.MSG_V1_PROTOCOL, i)
                 continue
             if c == 0x20:
@@ -688,25 +1088,195 @@ cdef object _scan_v1(const unsigned char *b, Py_ssize_t n):
     raise _incomplete(n, n + 1)
 
 
+cdef object _fast_v1(const unsigned char *b, Py_ssize_t n):
+    """A complete, valid TCP4/TCP6 line in one tight pass, or None.
+
+    None means "not certainly valid": UNKNOWN, an IPv6 address with a
+    dotted tail, an error, a prefix.  _scan_v1 then decides, byte by byte,
+    with the offsets and ``needed`` it always reports; this pass accepts
+    only lines the scanner accepts, with the same result.
+    """
+    cdef Py_ssize_t limit = n if n < V1_MAX else V1_MAX
+    cdef const unsigned char *lf = <const unsigned char *>memchr(b, 0x0A, limit)
+    cdef Py_ssize_t end, p
+    cdef bint v6
+    cdef long sport, dport
+    cdef unsigned char addr[32]
+    cdef ProxyHeader h
+    if lf == NULL:
+        return None
+    end = lf - b - 1  # where the CR must be
+    if end < 0 or b[end] != 0x0D or end < V1_TCP_START:
+        return None
+    if memcmp(b, _V1_TCP_HEAD, V1_TCP_START - 2) != 0 or b[V1_TCP_START - 1] != 0x20:
+        return None
+    if b[V1_TCP_START - 2] == V1_4:
+        v6 = False
+        p = _quad(b, V1_TCP_START, end, &addr[0])
+        if p < 0 or b[p] != 0x20:
+            return None
+        p = _quad(b, p + 1, end, &addr[16])
+    elif b[V1_TCP_START - 2] == V1_6:
+        v6 = True
+        p = _ipv6(b, V1_TCP_START, end, &addr[0])
+        if p < 0 or b[p] != 0x20:
+            return None
+        p = _ipv6(b, p + 1, end, &addr[16])
+    else:
+        return None
+    if p < 0 or b[p] != 0x20:
+        return None
+    p = _port(b, p + 1, end, &sport)
+    if p < 0 or b[p] != 0x20:
+        return None
+    p = _port(b, p + 1, end, &dport)
+    if p != end:
+        return None
+    h = ProxyHeader.__new__(ProxyHeader)
+    h._version = 1
+    h._command = CMD_PROXY
+    h._length = end + 2
+    h._protocol = PROTO_STREAM
+    h._has_ip = True
+    h._v6 = v6
+    h._family = F_INET6 if v6 else F_INET
+    h._sport = <uint16_t>sport
+    h._dport = <uint16_t>dport
+    if v6:
+        memcpy(h._addr, addr, 32)
+    else:
+        memcpy(&h._addr[0], &addr[0], 4)
+        memcpy(&h._addr[16], &addr[16], 4)
+    return h
+
+
+cdef inline Py_ssize_t _quad(const unsigned char *b, Py_ssize_t p, Py_ssize_t end,
+                             unsigned char *out) noexcept nogil:
+    # Four decimal octets without leading zeros; returns the offset after
+    # them, or -1.
+    cdef int k, value, digits
+    for k in range(4):
+        if k:
+            if p >= end or b[p] != 0x2E:
+                return -1
+            p += 1
+        value = 0
+        digits = 0
+        while p < end and 0x30 <= b[p] <= 0x39:
+            if digits and value == 0:
+                return -1
+            value = value * 10 + b[p] - 0x30
+            digits += 1
+            p += 1
+            if value > 255:
+                return -1
+        if digits == 0:
+            return -1
+        out[k] = <unsigned char>value
+    return p
+
+
+cdef inline Py_ssize_t _port(const unsigned char *b, Py_ssize_t p, Py_ssize_t end,
+                             long *out) noexcept nogil:
+    cdef long value = 0
+    cdef int digits = 0
+    while p < end and 0x30 <= b[p] <= 0x39:
+        if digits and value == 0:
+            return -1
+        value = value * 10 + b[p] - 0x30
+        digits += 1
+        p += 1
+        if value > 0xFFFF:
+            return -1
+    if digits == 0:
+        return -1
+    out[0] = value
+    return p
+
+
+cdef inline Py_ssize_t _ipv6(const unsigned char *b, Py_ssize_t p, Py_ssize_t end,
+                             unsigned char *out) noexcept nogil:
+    # Hex groups with at most one "::" (standing for one group or more) and
+    # no dotted tail; returns the offset after the address, or -1.
+    cdef int groups[8]
+    cdef int count = 0, gap = -1, value, digits, k, h
+    if p + 1 < end and b[p] == 0x3A:
+        if b[p + 1] != 0x3A:
+            return -1
+        gap = 0
+        p += 2
+        if p < end and b[p] == 0x20:
+            memset(out, 0, 16)
+            return p
+    while True:
+        value = 0
+        digits = 0
+        while p < end and digits < 5:
+            h = _hex_digit(b[p])
+            if h < 0:
+                break
+            value = (value << 4) | h
+            digits += 1
+            p += 1
+        if digits == 0 or digits > 4 or count == 8:
+            return -1
+        groups[count] = value
+        count += 1
+        if p >= end:
+            return -1
+        if b[p] == 0x20:
+            break
+        if b[p] != 0x3A:
+            return -1
+        p += 1
+        if p < end and b[p] == 0x3A:
+            if gap >= 0:
+                return -1
+            gap = count
+            p += 1
+            if p < end and b[p] == 0x20:
+                break
+    if gap < 0:
+        if count != 8:
+            return -1
+    elif count > 7:
+        return -1
+    memset(out, 0, 16)
+    for k in range(count):
+        h = k if gap < 0 or k < gap else k + 8 - count
+        out[2 * h] = <unsigned char>(groups[k] >> 8)
+        out[2 * h + 1] = <unsigned char>groups[k]
+    return p
+
+
+cdef inline int _hex_digit(unsigned char c) noexcept nogil:
+    if 0x30 <= c <= 0x39:
+        return c - 0x30
+    c |= 0x20
+    if 0x61 <= c <= 0x66:
+        return c - 0x61 + 10
+    return -1
+
+
 cdef object _v1_result(const unsigned char *b, Py_ssize_t length, bint v6,
                        Py_ssize_t *spans, long *ports):
     cdef ProxyHeader h = ProxyHeader.__new__(ProxyHeader)
     h._version = 1
-    h._command = 1
+    h._command = CMD_PROXY
     h._length = length
-    if b[6] == 0x55:  # UNKNOWN: addresses, if any, are ignored
+    if b[6] == V1_U:  # UNKNOWN: addresses, if any, are ignored
         return h
-    h._protocol = 1
+    h._protocol = PROTO_STREAM
     h._has_ip = True
     h._v6 = v6
     h._sport = <uint16_t>ports[0]
     h._dport = <uint16_t>ports[1]
     if v6:
-        h._family = 2
+        h._family = F_INET6
         _pack_ipv6(b + spans[0], spans[1] - spans[0], &h._addr[0])
         _pack_ipv6(b + spans[2], spans[3] - spans[2], &h._addr[16])
     else:
-        h._family = 1
+        h._family = F_INET
         _pack_ipv4(b + spans[0], spans[1] - spans[0], &h._addr[0])
         _pack_ipv4(b + spans[2], spans[3] - spans[2], &h._addr[16])
     return h

@@ -12,15 +12,19 @@ import os
 import re
 import socket
 from struct import Struct
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _constants as C
 from . import _header as H
+from ._header import Address, Command, SSLInfo, TLVs
+
+if TYPE_CHECKING:
+    from ._header import Buffer
 from ._crc32c import crc32c as _crc32c
 from ._errors import ChecksumMismatch, Incomplete, InvalidHeader
 from ._inet import ipv4_text, ipv6_pack, ipv6_text
 
-__all__ = ["ProxyHeader", "parse", "crc32c"]
+__all__ = ["ProxyHeader", "SSLInfo", "parse", "crc32c"]
 
 crc32c = _crc32c
 
@@ -42,7 +46,8 @@ _V1_MAX = C.V1_MAX_LENGTH
 
 
 class ProxyHeader:
-    """A parsed PROXY header.  Immutable; equal by value."""
+    """A parsed PROXY header: immutable, equal by value, safe to share
+    between threads, picklable.  Made by ``parse()``, never directly."""
 
     __slots__ = (
         "_version",
@@ -53,28 +58,126 @@ class ProxyHeader:
         "_destination",
         "_length",
         "_tlvs",
+        "_views",
     )
 
-    version = property(lambda self: self._version)
-    command = property(lambda self: _COMMANDS[self._command])
-    family = property(lambda self: self._family)
-    protocol = property(lambda self: self._protocol)
-    source = property(lambda self: self._source)
-    destination = property(lambda self: self._destination)
-    length = property(lambda self: self._length)
-    tlvs = property(lambda self: self._tlvs)
+    _version: int
+    _command: int
+    _family: socket.AddressFamily
+    _protocol: int
+    _source: Address | None
+    _destination: Address | None
+    _length: int
+    _tlvs: TLVs
+    # Every typed view, computed on first read and published with one store
+    # (a racing reader computes an equal tuple; either may win).
+    _views: tuple[Any, ...] | None
 
-    alpn = property(H.alpn)
-    authority = property(H.authority)
-    unique_id = property(H.unique_id)
-    netns = property(H.netns)
-    crc32c = property(H.crc32c)
-    ssl = property(H.ssl)
-    aws_vpce_id = property(H.aws_vpce_id)
-    azure_link_id = property(H.azure_link_id)
-    gcp_psc_connection_id = property(H.gcp_psc_connection_id)
+    def __init__(self) -> None:
+        raise TypeError("ProxyHeader is not created directly: use pyproxyproto.parse()")
+
+    @property
+    def version(self) -> int:
+        """1 or 2."""
+        return self._version
+
+    @property
+    def command(self) -> Command:
+        """Command.PROXY, or Command.LOCAL (a v2 health check)."""
+        return _COMMANDS[self._command]
+
+    @property
+    def family(self) -> socket.AddressFamily:
+        """AF_INET, AF_INET6, AF_UNIX or AF_UNSPEC."""
+        return self._family
+
+    @property
+    def protocol(self) -> int:
+        """socket.SOCK_STREAM, socket.SOCK_DGRAM, or 0 when unspecified."""
+        return self._protocol
+
+    @property
+    def source(self) -> Address | None:
+        """The client's address; None for LOCAL, UNSPEC and v1 UNKNOWN."""
+        return self._source
+
+    @property
+    def destination(self) -> Address | None:
+        """The address the client connected to; None when source is."""
+        return self._destination
+
+    @property
+    def length(self) -> int:
+        """Bytes the header occupies at the start of the data."""
+        return self._length
+
+    @property
+    def tlvs(self) -> TLVs:
+        """Every TLV, ``(type, value)`` in wire order (v2 only)."""
+        return self._tlvs
+
+    def _view(self, index: int) -> Any:
+        views = self._views
+        if views is None:
+            views = self._views = H.views(self._tlvs)
+        return views[index]
+
+    @property
+    def alpn(self) -> bytes | None:
+        """The first PP2_TYPE_ALPN value, e.g. ``b"h2"``."""
+        value: bytes | None = self._view(0)
+        return value
+
+    @property
+    def authority(self) -> str | None:
+        """The first PP2_TYPE_AUTHORITY (the TLS SNI), as text."""
+        value: str | None = self._view(1)
+        return value
+
+    @property
+    def unique_id(self) -> bytes | None:
+        """The first PP2_TYPE_UNIQUE_ID value."""
+        value: bytes | None = self._view(2)
+        return value
+
+    @property
+    def netns(self) -> str | None:
+        """The first PP2_TYPE_NETNS (network namespace name)."""
+        value: str | None = self._view(3)
+        return value
+
+    @property
+    def crc32c(self) -> int | None:
+        """The first PP2_TYPE_CRC32C value (verified by parse() by default)."""
+        value: int | None = self._view(4)
+        return value
+
+    @property
+    def ssl(self) -> SSLInfo | None:
+        """The first PP2_TYPE_SSL TLV, decoded; None when absent or malformed."""
+        value: SSLInfo | None = self._view(5)
+        return value
+
+    @property
+    def aws_vpce_id(self) -> str | None:
+        """AWS PrivateLink: the VPC endpoint id (TLV 0xEA, subtype 0x01)."""
+        value: str | None = self._view(6)
+        return value
+
+    @property
+    def azure_link_id(self) -> int | None:
+        """Azure Private Link: the LINKID (TLV 0xEE, subtype 0x01)."""
+        value: int | None = self._view(7)
+        return value
+
+    @property
+    def gcp_psc_connection_id(self) -> int | None:
+        """Google Cloud Private Service Connect: the connection id (TLV 0xE0)."""
+        value: int | None = self._view(8)
+        return value
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field and view as JSON-ready values."""
         return H.header_to_dict(self)
 
     def __eq__(self, other: object) -> bool:
@@ -88,18 +191,30 @@ class ProxyHeader:
     def __repr__(self) -> str:
         return H.header_repr(self)
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return (H.restore, ("python", *H.key(self)))
+
+    def __copy__(self) -> ProxyHeader:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> ProxyHeader:
+        return self
+
+
+_new_header = object.__new__
+
 
 def _header(
     version: int,
     command: int,
-    family: Any,
-    protocol: Any,
-    source: Any,
-    destination: Any,
+    family: socket.AddressFamily,
+    protocol: int,
+    source: Address | None,
+    destination: Address | None,
     length: int,
-    tlvs: tuple[tuple[int, bytes], ...],
+    tlvs: TLVs,
 ) -> ProxyHeader:
-    h = ProxyHeader.__new__(ProxyHeader)
+    h: ProxyHeader = _new_header(ProxyHeader)
     h._version = version
     h._command = command
     h._family = family
@@ -108,7 +223,30 @@ def _header(
     h._destination = destination
     h._length = length
     h._tlvs = tlvs
+    h._views = None
     return h
+
+
+def _restore(
+    version: int,
+    command: int,
+    family: int,
+    protocol: int,
+    source: Address | None,
+    destination: Address | None,
+    length: int,
+    tlvs: TLVs,
+) -> ProxyHeader:
+    return _header(
+        version,
+        command,
+        _FAMILIES[H.FAMILY_INDEX[family]],
+        _PROTOCOLS[H.PROTOCOL_INDEX[protocol]],
+        source,
+        destination,
+        length,
+        tlvs,
+    )
 
 
 def _incomplete(have: int, needed: int) -> Incomplete:
@@ -122,7 +260,20 @@ def _invalid(template: str, offset: int, **fields: Any) -> InvalidHeader:
 # -- entry point -----------------------------------------------------------------
 
 
-def parse(data: Any, *, v1: bool = True, v2: bool = True, verify_checksum: bool = True) -> ProxyHeader:
+def parse(
+    data: Buffer, *, v1: bool = True, v2: bool = True, verify_checksum: bool = True
+) -> ProxyHeader:
+    """Parse the PROXY header at the start of ``data``.
+
+    ``data`` is any C-contiguous bytes-like object; it is never modified
+    and nothing after the header is read.  Returns the header (its
+    ``length`` says where the payload starts).  Raises ``Incomplete`` when
+    more bytes are needed (``needed`` says how many in total),
+    ``InvalidHeader`` (a ValueError) when no more bytes can make it valid,
+    ``ChecksumMismatch`` for a wrong CRC32C (unless ``verify_checksum`` is
+    False), and TypeError for a non-buffer (``str`` included).  ``v1`` and
+    ``v2`` select the versions accepted.
+    """
     if not (v1 or v2):
         raise ValueError(C.MSG_NO_VERSION)
     if type(data) is not bytes:
@@ -143,7 +294,7 @@ def parse(data: Any, *, v1: bool = True, v2: bool = True, verify_checksum: bool 
     raise InvalidHeader(C.MSG_NOT_PROXY.format(byte=first), 0)
 
 
-def _header_bytes(data: Any) -> bytes:
+def _header_bytes(data: Buffer) -> bytes:
     """Copy out of any C-contiguous buffer the bytes a header can occupy.
 
     Copying (at most the header) means no view of the caller's buffer
@@ -284,7 +435,7 @@ def _verify_crc(data: bytes, off: int, total: int) -> None:
         )
 
 
-def _v2_addresses(data: bytes, family: int) -> tuple[Any, Any]:
+def _v2_addresses(data: bytes, family: int) -> tuple[Address, Address]:
     if family == C.AF_INET_NIBBLE:
         src, dst, sport, dport = _V2_INET.unpack_from(data, 16)
         return (ipv4_text(src), sport), (ipv4_text(dst), dport)
@@ -358,13 +509,15 @@ def _v1_from_match(m: re.Match[bytes]) -> ProxyHeader | None:
 
 # Field states of the v1 scanner.
 _KEYWORD, _SRC, _DST, _SPORT, _DPORT, _LF, _TAIL = range(7)
-# Shortest text of a field: "0.0.0.0" / "::".
-_MIN_ADDRESS = {4: 7, 6: 2}
-# Bytes after the destination address at the least: " 0 0\r\n".
-_AFTER_DST = 6
+_MIN_ADDRESS = {4: C.V1_MIN_IPV4_TEXT, 6: C.V1_MIN_IPV6_TEXT}
+_AFTER_DST = C.V1_MIN_AFTER_DESTINATION
 # Below this offset no state can need more than the 107-byte limit allows,
-# so the length check is skipped (the largest need is 7 + 1 + 7 + 6 = 21).
-_CHECK_LENGTH_FROM = _V1_MAX - 22
+# so the length check is skipped.
+_CHECK_LENGTH_FROM = C.V1_CHECK_LENGTH_FROM
+_T = C.V1_TCP4[0]
+_U = C.V1_UNKNOWN[0]
+_4 = C.V1_TCP4[3]
+_6 = C.V1_TCP6[3]
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 
 
@@ -505,15 +658,15 @@ def _scan_v1(data: bytes, n: int) -> ProxyHeader:
                     raise _invalid(C.MSG_V1_PREFIX, i)
                 continue
             if i == 6:
-                if c != 0x54 and c != 0x55:  # 'T' / 'U'
+                if c != _T and c != _U:
                     raise _invalid(C.MSG_V1_PROTOCOL, i)
                 continue
-            if data[6] == 0x54:
+            if data[6] == _T:
                 if i == 9:
-                    ok = c == 0x34 or c == 0x36
-                    v6 = c == 0x36
+                    ok = c == _4 or c == _6
+                    v6 = c == _6
                 else:
-                    ok = c == b"TCP4 "[i - 6]
+                    ok = c == C.V1_TCP4[i - 6]
                 if not ok:
                     raise _invalid(C.MSG_V1_PROTOCOL, i)
                 if i == 10:
@@ -522,7 +675,7 @@ def _scan_v1(data: bytes, n: int) -> ProxyHeader:
                     spans[0] = i + 1
                 continue
             if i < 13:
-                if c != b"UNKNOWN"[i - 6]:
+                if c != C.V1_UNKNOWN[i - 6]:
                     raise _invalid(C.MSG_V1_PROTOCOL, i)
                 continue
             if c == 0x20:
@@ -595,13 +748,16 @@ def _v1_need(state: int, addr: _Address | None, v6: bool, port_digits: int) -> i
 
 
 def _v1_result(data: bytes, length: int, v6: bool, spans: list[int], ports: list[int]) -> ProxyHeader:
-    if data[6] == 0x55:  # UNKNOWN: addresses, if any, are ignored
+    if data[6] == _U:  # UNKNOWN: addresses, if any, are ignored
         return _header(1, 1, _FAMILIES[0], 0, None, None, length, _EMPTY)
     src = data[spans[0] : spans[1]]
     dst = data[spans[2] : spans[3]]
     if v6:
-        source: tuple[Any, ...] = (ipv6_text(ipv6_pack(src)), ports[0], 0, 0)  # type: ignore[arg-type]
-        destination: tuple[Any, ...] = (ipv6_text(ipv6_pack(dst)), ports[1], 0, 0)  # type: ignore[arg-type]
+        # The scanner validated both: they pack.
+        src6, dst6 = ipv6_pack(src), ipv6_pack(dst)
+        assert src6 is not None and dst6 is not None
+        source = (ipv6_text(src6), ports[0], 0, 0)
+        destination = (ipv6_text(dst6), ports[1], 0, 0)
         return _header(1, 1, _AF_INET6, _SOCK_STREAM, source, destination, length, _EMPTY)
     return _header(
         1, 1, _AF_INET, _SOCK_STREAM,

@@ -35,7 +35,7 @@ VALID = {
     ),
     "v2-ipv4-crc32c": pp.build(("192.0.2.1", 56324), ("198.51.100.2", 443), crc32c=True),
     "v2-local": pp.build(command=pp.Command.LOCAL),
-    "v2-unspec": pp.build(tlvs=[(C.PP2_TYPE_NOOP, b"")]),
+    "v2-unspec": pp.build(command=pp.Command.PROXY, tlvs=[(C.PP2_TYPE_NOOP, b"")]),
     "v2-unix": pp.build("/run/lb.sock", b"\0abstract"),
     "v2-cloud": pp.build(
         ("10.0.0.1", 1),

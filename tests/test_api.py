@@ -208,3 +208,62 @@ def test_require_extensions_fails_loudly_without_it(tmp_path):
         env=env, capture_output=True, text=True, cwd=tmp_path, check=True,
     )
     assert out.stdout.strip() == "python"
+
+
+# -- one object model on both backends --------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(VALID))
+def test_pickle_and_copy_give_an_equal_header(backend, name):
+    import copy
+    import pickle
+
+    h = backend.parse(VALID[name] + PAYLOAD)
+    for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+        again = pickle.loads(pickle.dumps(h, protocol))
+        assert type(again) is type(h)
+        assert again == h and hash(again) == hash(h) and repr(again) == repr(h)
+        assert again.to_dict() == h.to_dict()
+    for clone in (copy.copy(h), copy.deepcopy(h), copy.deepcopy([h])[0]):
+        assert clone == h and clone.to_dict() == h.to_dict()
+
+
+def test_pickled_header_after_its_views_were_read(backend):
+    import pickle
+
+    h = backend.parse(VALID["v2-ipv6-tlvs"])
+    assert h.ssl is not None and h.source is not None
+    again = pickle.loads(pickle.dumps(h))
+    assert again == h and again.ssl == h.ssl and again.alpn == h.alpn
+
+
+def test_ssl_info_pickles_compares_and_is_immutable(backend):
+    import pickle
+
+    s = backend.parse(VALID["v2-ipv6-tlvs"]).ssl
+    assert isinstance(s, backend.SSLInfo)
+    assert pickle.loads(pickle.dumps(s)) == s
+    assert backend.SSLInfo(s.client, s.verify, s.tlvs) == s
+    for attr in ("client", "verify", "cn", "version", "tlvs"):
+        with pytest.raises(AttributeError):
+            setattr(s, attr, None)
+
+
+def test_ssl_info_equal_across_backends(both_backends):
+    infos = [m.parse(VALID["v2-ipv6-tlvs"]).ssl for m in both_backends.values()]
+    assert all(info == infos[0] for info in infos)
+
+
+def test_header_is_not_constructed_directly(backend):
+    with pytest.raises(TypeError, match="parse"):
+        backend.ProxyHeader()
+    with pytest.raises(TypeError):
+        backend.ProxyHeader(version=2)
+
+
+def test_public_classes_are_the_backend_in_use():
+    impl = {"cython": "_parser_c", "python": "_parser_py"}[pp.BACKEND]
+    assert pp.ProxyHeader.__module__.endswith(impl)
+    assert pp.SSLInfo.__module__.endswith(impl) or pp.BACKEND == "python"
+    h = pp.parse(VALID["v2-ipv6-tlvs"])
+    assert isinstance(h, pp.ProxyHeader) and isinstance(h.ssl, pp.SSLInfo)

@@ -27,9 +27,15 @@ def test_v1_text():
     assert pp.build(version=1) == b"PROXY UNKNOWN\r\n"
 
 
-def test_no_addresses():
-    assert pp.build()[12:16] == b"\x21\x00\x00\x00"
+def test_no_addresses_is_local():
+    # Without addresses the default is a v2 LOCAL header (a health check);
+    # PROXY with AF_UNSPEC only when asked for.
+    assert pp.build() == C.V2_SIGNATURE + b"\x20\x00\x00\x00"
     assert pp.build(command=pp.Command.LOCAL)[12:16] == b"\x20\x00\x00\x00"
+    assert pp.build(command=pp.Command.PROXY)[12:16] == b"\x21\x00\x00\x00"
+    assert pp.build(("192.0.2.1", 1), ("198.51.100.2", 2))[12] == 0x21
+    h = pp.parse(pp.build(tlvs=[(C.PP2_TYPE_NOOP, b"")]))
+    assert h.command is pp.Command.LOCAL and h.tlvs == ((C.PP2_TYPE_NOOP, b""),)
 
 
 @pytest.mark.parametrize(
@@ -40,7 +46,6 @@ def test_no_addresses():
         ((("1.2.3.4", 1), ("::1", 2)), {}, "different address families"),
         ((("1.2.3.4", 65536), ("1.2.3.4", 2)), {}, "port"),
         ((("1.2.3.4", -1), ("1.2.3.4", 2)), {}, "port"),
-        ((("1.2.3.4", True), ("1.2.3.4", 2)), {}, "port"),
         ((("1.2.3.04", 1), ("1.2.3.4", 2)), {}, "not an IPv4 or IPv6"),
         ((("fe80::1%eth0", 1), ("::1", 2)), {}, "not an IPv4 or IPv6"),
         ((("example.com", 1), ("1.2.3.4", 2)), {}, "not an IPv4 or IPv6"),
@@ -57,17 +62,40 @@ def test_no_addresses():
         ((), {"tlvs": [(C.PP2_TYPE_CRC32C, b"x")]}, "exactly 4"),
         ((), {"tlvs": [(C.PP2_TYPE_CRC32C, b"xxxx")], "crc32c": True}, "already has one"),
         ((), {"tlvs": [(256, b"")]}, "0 to 255"),
-        ((), {"tlvs": [b"ab"]}, "TLV"),
         ((), {"tlvs": [(1, b"x" * 40000), (1, b"x" * 40000)]}, "at most 65535"),
         (("a" * 109, "/b"), {}, "longer than 108"),
         (("/a\0b", "/b"), {}, "NUL"),
         ((("1.2.3.4",), ("1.2.3.4", 2)), {}, "source must be"),
-        (((1234, 1), ("1.2.3.4", 2)), {}, "host must be a str"),
+        ((("2001:db8::1", 1, 1, 0), ("::1", 2, 0, 0)), {}, "flowinfo is 1"),
+        ((("2001:db8::1", 1, 0, 0), ("::1", 2, 0, 3)), {}, "scope_id is 3"),
         ((), {"command": 2}, "command"),
     ],
 )
 def test_bad_arguments(args, kwargs, words):
     with pytest.raises(ValueError, match=words):
+        pp.build(*args, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, words",
+    [
+        ((("1.2.3.4", "80"), ("1.2.3.4", 2)), {}, "port must be an int, not str"),
+        ((("1.2.3.4", True), ("1.2.3.4", 2)), {}, "port must be an int, not bool"),
+        ((("1.2.3.4", 1.0), ("1.2.3.4", 2)), {}, "port must be an int, not float"),
+        (((b"1.2.3.4", 1), ("1.2.3.4", 2)), {}, "host must be a str, not bytes"),
+        (((1234, 1), ("1.2.3.4", 2)), {}, "host must be a str"),
+        ((["1.2.3.4", 1], ["1.2.3.4", 2]), {}, "must be a .* tuple"),
+        ((("::1", 1, "0", 0), ("::1", 2, 0, 0)), {}, "flowinfo must be an int"),
+        ((), {"tlvs": [(1, "h2")]}, "not str"),
+        ((), {"tlvs": [(1, 7)]}, "bytes-like, not int"),
+        ((), {"tlvs": [("1", b"h2")]}, "TLV type must be an int"),
+        ((), {"tlvs": [b"ab"]}, "TLV"),
+        ((), {"version": "2"}, "version must be an int"),
+        ((), {"command": "PROXY"}, "command must be a Command"),
+    ],
+)
+def test_wrong_types_are_type_errors(args, kwargs, words):
+    with pytest.raises(TypeError, match=words):
         pp.build(*args, **kwargs)
 
 
@@ -80,6 +108,7 @@ CASES = [
     (("/run/a.sock", "/run/b.sock"), {}),
     ((b"\0abstract", "/x"), {"protocol": socket.SOCK_DGRAM}),
     ((), {}),
+    ((), {"command": pp.Command.PROXY}),
     ((), {"version": 1}),
     ((), {"command": pp.Command.LOCAL, "tlvs": [(C.PP2_TYPE_NOOP, b"")]}),
     ((("10.0.0.1", 1), ("10.0.0.2", 2)), {"command": pp.Command.LOCAL}),
@@ -106,7 +135,8 @@ def test_round_trip(backend, args, kwargs):
     h = backend.parse(data + b"payload")
     assert h.length == len(data)
     assert h.version == kwargs.get("version", 2)
-    assert h.command == kwargs.get("command", pp.Command.PROXY)
+    default = pp.Command.PROXY if args or h.version == 1 else pp.Command.LOCAL
+    assert h.command == kwargs.get("command", default)
     if args and h.command == pp.Command.PROXY:
         assert (h.source, h.destination) == args
         assert h.protocol == kwargs.get("protocol", socket.SOCK_STREAM)

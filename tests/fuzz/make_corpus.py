@@ -63,7 +63,12 @@ def ssl_value(client: int, verify: int, subs: list[tuple[int, bytes]]) -> bytes:
 
 def generate() -> dict[str, bytes]:
     pp = _import_pp()
-    build = pp.build
+    def build(*args: object, **kwargs: object) -> bytes:
+        # The seeds were generated when PROXY was build()'s default even
+        # without addresses; keep them byte for byte.
+        kwargs.setdefault("command", pp.Command.PROXY)
+        return pp.build(*args, **kwargs)  # type: ignore[arg-type]
+
     LOCAL = pp.Command.LOCAL
     DGRAM = socket.SOCK_DGRAM
     out: dict[str, bytes] = {}

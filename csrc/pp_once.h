@@ -1,0 +1,54 @@
+/* Publish-once slots: a value computed on first read, stored exactly once.
+ *
+ * A slot goes from NULL to its value and never changes again, so a reader
+ * that sees a value may keep using it (it is never released while the
+ * owner lives), and a reader that sees NULL computes a value and offers it:
+ * the first offer wins and the others are released.  On the free-threaded
+ * build the load is an acquire and the store a compare-and-swap, so a
+ * value is never seen before it is fully built; with the GIL (or before
+ * CPython 3.13, where there is no free-threaded build) plain accesses are
+ * already ordered.
+ */
+#ifndef PP_ONCE_H
+#define PP_ONCE_H
+
+#include <Python.h>
+
+#if defined(Py_GIL_DISABLED)
+
+static inline PyObject *pp_once_get(PyObject **slot)
+{
+    return (PyObject *)_Py_atomic_load_ptr_acquire(slot);
+}
+
+/* value: a new reference, given away.  Returns the slot's value, borrowed. */
+static inline PyObject *pp_once_set(PyObject **slot, PyObject *value)
+{
+    PyObject *expected = NULL;
+    if (_Py_atomic_compare_exchange_ptr(slot, &expected, value))
+        return value;
+    Py_DECREF(value);
+    return expected;
+}
+
+#else
+
+static inline PyObject *pp_once_get(PyObject **slot)
+{
+    return *slot;
+}
+
+static inline PyObject *pp_once_set(PyObject **slot, PyObject *value)
+{
+    PyObject *current = *slot;
+    if (current == NULL) {
+        *slot = value;
+        return value;
+    }
+    Py_DECREF(value);
+    return current;
+}
+
+#endif
+
+#endif /* PP_ONCE_H */

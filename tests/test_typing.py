@@ -1,0 +1,129 @@
+"""What a user's type checker sees: `mypy --strict` on a script that uses
+the public API must find precise types (no Any) and flag misuse."""
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import pyproxyproto
+
+USER_SCRIPT = textwrap.dedent(
+    """
+    import pyproxyproto as pp
+
+    h = pp.parse(bytearray(b"PROXY UNKNOWN\\r\\n"))
+    reveal_type(h)
+    reveal_type(h.version)
+    reveal_type(h.command)
+    reveal_type(h.family)
+    reveal_type(h.protocol)
+    reveal_type(h.source)
+    reveal_type(h.destination)
+    reveal_type(h.length)
+    reveal_type(h.tlvs)
+    reveal_type(h.alpn)
+    reveal_type(h.authority)
+    reveal_type(h.unique_id)
+    reveal_type(h.netns)
+    reveal_type(h.crc32c)
+    reveal_type(h.ssl)
+    reveal_type(h.aws_vpce_id)
+    reveal_type(h.azure_link_id)
+    reveal_type(h.gcp_psc_connection_id)
+    reveal_type(h.to_dict())
+    if h.ssl is not None:
+        reveal_type(h.ssl.cn)
+        reveal_type(h.ssl.verified)
+        reveal_type(h.ssl.tlvs)
+    reveal_type(pp.build(("192.0.2.1", 1), ("198.51.100.2", 2)))
+    reveal_type(pp.parse(memoryview(b"")))
+    pp.parse("PROXY UNKNOWN\\r\\n")
+    """
+)
+
+EXPECTED = [
+    "pyproxyproto._parser_py.ProxyHeader",
+    "builtins.int",
+    "pyproxyproto._header.Command",
+    "socket.AddressFamily",
+    "builtins.int",
+    "tuple[builtins.str, builtins.int] | tuple[builtins.str, builtins.int, builtins.int, builtins.int] | builtins.str | builtins.bytes | None",
+    "tuple[builtins.str, builtins.int] | tuple[builtins.str, builtins.int, builtins.int, builtins.int] | builtins.str | builtins.bytes | None",
+    "builtins.int",
+    "builtins.tuple[tuple[builtins.int, builtins.bytes], ...]",
+    "builtins.bytes | None",
+    "builtins.str | None",
+    "builtins.bytes | None",
+    "builtins.str | None",
+    "builtins.int | None",
+    "pyproxyproto._header.SSLInfo | None",
+    "builtins.str | None",
+    "builtins.int | None",
+    "builtins.int | None",
+    "builtins.dict[builtins.str, Any]",
+    "builtins.str | None",
+    "builtins.bool",
+    "builtins.tuple[tuple[builtins.int, builtins.bytes], ...]",
+    "builtins.bytes",
+    "pyproxyproto._parser_py.ProxyHeader",
+]
+
+
+def _mypy():
+    try:
+        import mypy.api  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI") == "true":
+            pytest.fail("mypy is not installed (pip install -e '.[typing]')")
+        pytest.skip("mypy is not installed (pip install -e '.[typing]')")
+
+
+def _run(args, cwd):
+    out = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-error-summary", "--hide-error-context",
+         "--cache-dir", os.path.join(cwd, ".mypy_cache"), *args],
+        cwd=cwd, capture_output=True, text=True, check=False,
+    )
+    return out.returncode, out.stdout + out.stderr
+
+
+def test_user_script_sees_precise_types(tmp_path):
+    _mypy()
+    script = tmp_path / "user.py"
+    script.write_text(USER_SCRIPT)
+    package_root = os.path.dirname(os.path.dirname(pyproxyproto.__file__))
+    env_path = os.environ.get("MYPYPATH")
+    os.environ["MYPYPATH"] = package_root
+    try:
+        code, output = _run([str(script)], str(tmp_path))
+    finally:
+        if env_path is None:
+            os.environ.pop("MYPYPATH")
+        else:
+            os.environ["MYPYPATH"] = env_path
+    # mypy releases differ in whether they spell out "builtins.".
+    revealed = [line.split('Revealed type is "', 1)[1].rstrip('"').replace("builtins.", "")
+                for line in output.splitlines() if "Revealed type is" in line]
+    assert revealed == [t.replace("builtins.", "") for t in EXPECTED], output
+    assert not any("Any" in t for t in revealed if not t.startswith("dict[str, Any]")), output
+    errors = [line for line in output.splitlines() if ": error:" in line]
+    # Exactly one error: the str handed to parse().
+    assert len(errors) == 1, output
+    assert 'Argument 1 to "parse" has incompatible type "str"' in errors[0], output
+    assert code == 1
+
+
+def test_package_is_clean_under_mypy_strict():
+    _mypy()
+    package_root = os.path.dirname(os.path.dirname(pyproxyproto.__file__))
+    if not os.path.exists(os.path.join(package_root, "pyproject.toml")):
+        pytest.skip("needs the source checkout")
+    files = [os.path.join("pyproxyproto", name) for name in (
+        "__init__.py", "_header.py", "_parser_py.py", "_parser_c.pyi", "_build.py",
+        "_constants.py", "_inet.py", "_errors.py", "_crc32c.py", "_backend.py")]
+    code, output = _run(["--follow-imports=silent", *files], package_root)
+    assert code == 0, output
