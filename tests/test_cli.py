@@ -15,7 +15,7 @@ import pyproxyproto as pp
 from pyproxyproto import sockets
 from pyproxyproto.__main__ import main
 
-from integration_helpers import CLIENT, IN_CI, LOOPBACK, SERVER, listener, recv_all
+from tests.integration_helpers import CLIENT, IN_CI, LOOPBACK, SERVER, listener, recv_all
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 
 import pyproxyproto as pp
 
-from integration_helpers import (
+from tests.integration_helpers import (
     CLIENT,
     LOOPBACK,
     SERVER,
