@@ -15,6 +15,7 @@ from ._errors import (
 )
 from ._header import Command, SSLInfo
 
+# The one place the version is written: pyproject.toml reads it from here.
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ import pytest
 
 import pyproxyproto as pp
 from pyproxyproto import sockets
-from pyproxyproto.__main__ import main
+from pyproxyproto._cli import main
 
 from tests.integration_helpers import CLIENT, IN_CI, LOOPBACK, SERVER, listener, recv_all
 
