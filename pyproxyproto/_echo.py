@@ -190,8 +190,11 @@ class EchoHandler(http.server.BaseHTTPRequestHandler):
         logger.log(level, "%s %s", fields["method"], fields["status"], extra={"fields": fields})
 
     def log_error(self, format: str, *args: Any) -> None:
-        # send_error's "code %d, message %s": the request line that follows says it.
-        self._error = str(args[1]) if len(args) == 2 else format % args
+        if format == "code %d, message %s":
+            # From send_error: the request line it logs next carries the message.
+            self._error = str(args[1])
+        else:
+            self.log_message(format, *args)
 
     def address_string(self) -> str:
         # A header's source may be a Unix socket path rather than (host, port).
