@@ -1,9 +1,15 @@
 """Build the optional Cython extension; everything else is in pyproject.toml.
 
-PYPROXYPROTO_NO_EXTENSIONS=1 builds a pure-Python package.  Without a
-working compiler a source install falls back to pure Python with a
-warning, except under cibuildwheel (CIBUILDWHEEL=1) or with
-PYPROXYPROTO_REQUIRE_EXTENSIONS=1, where a failed build is an error.
+PYPROXYPROTO_NO_EXTENSIONS=1 builds a pure-Python package, and so does any
+interpreter but CPython (PyPy runs the pure backend faster than a C
+extension through its cpyext layer).  Without a working compiler a source
+install falls back to pure Python with a warning, except under cibuildwheel
+(CIBUILDWHEEL=1) or with PYPROXYPROTO_REQUIRE_EXTENSIONS=1, where a failed
+build is an error (and which build the extension on any interpreter).
+
+Release builds are linked stripped (no symbol table or debug sections);
+``build_ext --debug`` or PYPROXYPROTO_DEBUG_BUILD=1 keeps them, for
+debuggers and sanitizer reports.
 """
 
 import os
@@ -17,8 +23,11 @@ def _flag(name):
     return os.environ.get(name, "") not in ("", "0")
 
 
-NO_EXTENSIONS = _flag("PYPROXYPROTO_NO_EXTENSIONS")
 MUST_BUILD = _flag("CIBUILDWHEEL") or _flag("PYPROXYPROTO_REQUIRE_EXTENSIONS")
+NO_EXTENSIONS = _flag("PYPROXYPROTO_NO_EXTENSIONS") or (
+    sys.implementation.name != "cpython" and not MUST_BUILD
+)
+DEBUG_BUILD = _flag("PYPROXYPROTO_DEBUG_BUILD")
 
 EXTENSIONS = [
     Extension(
@@ -55,6 +64,8 @@ class CythonBuildExt(build_ext):
             self._fallback(exc)
 
     def build_extension(self, ext):
+        if not (self.debug or DEBUG_BUILD):
+            ext.extra_link_args = ext.extra_link_args + _strip_flags(self.compiler)
         try:
             super().build_extension(ext)
         except Exception as exc:
@@ -67,6 +78,15 @@ class CythonBuildExt(build_ext):
             "WARNING: pyproxyproto's C extension could not be built "
             f"({exc}); installing the pure-Python backend, which is slower.\n"
         )
+
+
+def _strip_flags(compiler):
+    """Linker flags that leave symbols and debug sections out of the module."""
+    if compiler.compiler_type != "unix":
+        return []  # MSVC keeps debug information in a separate .pdb already
+    if sys.platform == "darwin":
+        return ["-Wl,-S,-x"]  # ld64: no debug information, no local symbols
+    return ["-s"]
 
 
 setup(

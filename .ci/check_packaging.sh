@@ -59,6 +59,7 @@ pure=${pures[0]}
 
 step "sdist and wheel contents" "$PYTHON" - "$sdist" "$wheel" "$pure" <<'EOF'
 import fnmatch
+import struct
 import subprocess
 import sys
 import tarfile
@@ -92,6 +93,37 @@ if wheel.endswith("-py3-none-any.whl") or not any(
     n.startswith("pyproxyproto/_parser_c.") for n in binaries(wheel)
 ):
     problems.append(f"{wheel} has no compiled pyproxyproto._parser_c")
+
+def elf_sections(data):
+    """Section names of an ELF file (None for another format)."""
+    if data[:4] != b"\x7fELF":
+        return None
+    wide, order = data[4] == 2, "<" if data[5] == 1 else ">"
+    if wide:
+        (shoff,) = struct.unpack_from(order + "Q", data, 0x28)
+        shentsize, shnum, shstrndx = struct.unpack_from(order + "HHH", data, 0x3A)
+    else:
+        (shoff,) = struct.unpack_from(order + "I", data, 0x20)
+        shentsize, shnum, shstrndx = struct.unpack_from(order + "HHH", data, 0x2E)
+    def entry(i):  # (sh_name, sh_offset)
+        base = shoff + i * shentsize
+        (name,) = struct.unpack_from(order + "I", data, base)
+        (offset,) = struct.unpack_from(order + ("Q" if wide else "I"), data, base + (0x18 if wide else 0x10))
+        return name, offset
+    strings = entry(shstrndx)[1]
+    names = []
+    for i in range(shnum):
+        start = strings + entry(i)[0]
+        names.append(data[start:data.index(b"\0", start)].decode())
+    return names
+
+# Release builds are stripped (setup.py): no symbol table, no debug sections.
+with zipfile.ZipFile(wheel) as zf:
+    for name in binaries(wheel):
+        sections = elf_sections(zf.read(name))
+        kept = [s for s in sections or [] if s == ".symtab" or s.startswith(".debug")]
+        if kept:
+            problems.append(f"{name} in {wheel} is not stripped: {kept}")
 if not pure.endswith("-py3-none-any.whl") or binaries(pure):
     problems.append(f"{pure} is not a pure-Python py3-none-any wheel")
 # The pure wheel is tested below by import only: it must hold the same files.

@@ -17,6 +17,7 @@ from ._errors import (
 from ._header import Address, Command, IPv4Address, IPv6Address, TLVs
 from ._policy import Stats
 
+# The one place the version is written: pyproject.toml reads it from here.
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:

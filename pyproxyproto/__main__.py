@@ -1,14 +1,8 @@
-"""``python -m pyproxyproto`` and the ``pyproxyproto`` console script."""
+"""``python -m pyproxyproto``: the command line (the console script calls ``_cli.main`` directly)."""
 
 import sys
-from typing import Optional, Sequence
 
-from ._cli import main as _run
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    return _run(argv)
-
+from ._cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

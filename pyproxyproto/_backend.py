@@ -1,14 +1,20 @@
 """Choose the parser backend once, at import.
 
-PYPROXYPROTO_NO_EXTENSIONS selects the pure-Python backend;
+PYPROXYPROTO_NO_EXTENSIONS selects the pure-Python backend, and so does any
+interpreter but CPython (on PyPy the pure backend is the fast one);
 PYPROXYPROTO_REQUIRE_EXTENSIONS turns a missing extension into an
-ImportError instead of a silent fallback (CI and wheel tests set it).
+ImportError instead of a silent fallback (CI and wheel tests set it), on
+any interpreter.
 """
 
+import importlib
 import os
+import sys
 from types import ModuleType
 
 from . import _constants as C
+
+EXTENSION = "pyproxyproto._parser_c"
 
 
 def _flag(name: str) -> bool:
@@ -20,15 +26,28 @@ def available() -> dict[str, ModuleType]:
     from . import _parser_py
 
     found = {"python": _parser_py}
-    if not _flag(C.ENV_NO_EXTENSIONS):
-        try:
-            from . import _parser_c
-        except ImportError:
-            if _flag(C.ENV_REQUIRE_EXTENSIONS):
-                raise
-        else:
-            found["cython"] = _parser_c
+    required = _flag(C.ENV_REQUIRE_EXTENSIONS)
+    if _flag(C.ENV_NO_EXTENSIONS) or (sys.implementation.name != "cpython" and not required):
+        return found
+    try:
+        # import_module, not "from . import": during the package's own import
+        # a missing module would be reported as a circular import.
+        found["cython"] = importlib.import_module(EXTENSION)
+    except ImportError as exc:
+        if required:
+            raise ImportError(_missing(exc), name=EXTENSION) from exc
     return found
+
+
+def _missing(exc: ImportError) -> str:
+    switch = f"{C.ENV_REQUIRE_EXTENSIONS}=1 is set"
+    if isinstance(exc, ModuleNotFoundError) and exc.name == EXTENSION:
+        return (
+            f"{switch}, but pyproxyproto's C extension ({EXTENSION}) is not installed: "
+            "this installation is pure Python (built without a C compiler, with "
+            f"{C.ENV_NO_EXTENSIONS}=1, or from the py3-none-any wheel)"
+        )
+    return f"{switch}, but pyproxyproto's C extension ({EXTENSION}) failed to import: {exc}"
 
 
 _AVAILABLE = available()

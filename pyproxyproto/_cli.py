@@ -1,8 +1,9 @@
-"""The ``pyproxyproto`` command: echo, decode, encode, send."""
+"""The ``pyproxyproto`` command: echo, decode, encode, send, relay."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import signal
@@ -14,8 +15,9 @@ from typing import Any, Sequence
 from . import BACKEND, Command, ProxyProtocolError, __version__, build, parse
 from ._constants import PP2_TYPE_ALPN, PP2_TYPE_AUTHORITY, PP2_TYPE_UNIQUE_ID
 from ._policy import DEFAULT_TIMEOUT, trusted_networks
+from ._relay import DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS, Relay
 
-EXIT_INVALID = 1  # decode: the input is not a valid header; send: the connection failed
+EXIT_INVALID = 1  # decode: the input is not a valid header; send, relay, echo: a socket failed
 EXIT_USAGE = 2  # argparse's own status for bad arguments
 
 
@@ -56,22 +58,32 @@ def _target(text: str) -> tuple[Any, ...]:
     return _host_port(text, ip_only=False)
 
 
+def _from_hex(text: str) -> bytes:
+    """Hex digits, with any whitespace and an optional 0x in front (ValueError otherwise)."""
+    digits = "".join(text.split())
+    if digits[:2] in ("0x", "0X"):
+        digits = digits[2:]
+    return bytes.fromhex(digits)
+
+
 def _hex(text: str) -> bytes:
     try:
-        return bytes.fromhex(text)
+        return _from_hex(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not hexadecimal") from None
 
 
 def _tlv(text: str) -> tuple[int, bytes]:
-    kind, sep, value = text.partition(":")
+    # TYPE=HEX; TYPE:HEX, the first syntax, is accepted too.
+    separator = "=" if "=" in text else ":"
+    kind, sep, value = text.partition(separator)
     try:
         tlv_type = int(kind, 0)
     except ValueError:
         tlv_type = -1
     if not sep or not 0 <= tlv_type <= 0xFF:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not TYPE:HEX (TYPE from 0 to 255, e.g. 0xE0:0102)"
+            f"{text!r} is not TYPE=HEX (TYPE from 0 to 255, e.g. 0xE0=0102)"
         )
     return tlv_type, _hex(value)
 
@@ -92,6 +104,12 @@ def _port(text: str) -> int:
     return int(text)
 
 
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
 def _network(text: str) -> str:
     try:
         trusted_networks([text])
@@ -102,10 +120,11 @@ def _network(text: str) -> str:
 
 def _add_header_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("header")
+    own = " (default: the connection's own)" if parser.prog.endswith(" send") else ""
     group.add_argument("--source", type=_address, metavar="HOST:PORT",
-                       help="the client's address (IPv6 as [2001:db8::1]:443)")
+                       help=f"the client's address (IPv6 as [2001:db8::1]:443){own}")
     group.add_argument("--destination", type=_address, metavar="HOST:PORT",
-                       help="the address the client connected to")
+                       help=f"the address the client connected to{own}")
     group.add_argument("--v1", action="store_true", help="a text (v1) header instead of v2")
     group.add_argument("--local", action="store_true",
                        help="a LOCAL command (health check): addresses are optional")
@@ -113,12 +132,18 @@ def _add_header_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--alpn", help="ALPN TLV, e.g. h2")
     group.add_argument("--authority", help="authority (TLS SNI) TLV, e.g. example.com")
     group.add_argument("--unique-id", type=_hex, metavar="HEX", help="unique ID TLV, in hex")
-    group.add_argument("--tlv", type=_tlv, action="append", default=[], metavar="TYPE:HEX",
-                       help="any TLV; may be repeated")
+    group.add_argument("--tlv", type=_tlv, action="append", default=[], metavar="TYPE=HEX",
+                       help="any TLV, e.g. 0xE0=0102; may be repeated")
     group.add_argument("--crc32c", action="store_true", help="add a CRC32C checksum TLV")
 
 
-def _header(args: argparse.Namespace) -> bytes:
+def _header(args: argparse.Namespace, sock: socket.socket | None = None) -> bytes:
+    """The header the options describe; ``send`` fills in missing addresses from its socket."""
+    if sock is not None and not args.local:
+        if args.source is None:
+            args.source = sock.getsockname()
+        if args.destination is None:
+            args.destination = sock.getpeername()
     if not args.local and (args.source is None or args.destination is None):
         raise UsageError("give --source and --destination (or --local for a LOCAL header)")
     tlvs = []
@@ -144,13 +169,14 @@ def _header(args: argparse.Namespace) -> bytes:
 
 
 def _decode(args: argparse.Namespace) -> int:
-    if args.data in (None, "-"):
+    if args.data in ([], ["-"]):
         data = sys.stdin.buffer.read()
     else:
+        text = " ".join(args.data)
         try:
-            data = bytes.fromhex(args.data)
+            data = _from_hex(text)
         except ValueError:
-            print(f"pyproxyproto decode: {args.data!r} is not hexadecimal "
+            print(f"pyproxyproto decode: {text!r} is not hexadecimal "
                   "(use - to read raw bytes from stdin)", file=sys.stderr)
             return EXIT_INVALID
     try:
@@ -167,16 +193,24 @@ def _decode(args: argparse.Namespace) -> int:
 
 def _encode(args: argparse.Namespace) -> int:
     header = _header(args)
-    if args.hex:
-        print(header.hex())
-    else:
-        sys.stdout.buffer.write(header)
-        sys.stdout.buffer.flush()
+    data = (header.hex() + "\n").encode() if args.hex else header
+    if args.output is not None:
+        try:
+            with open(args.output, "wb") as f:
+                f.write(data)
+        except OSError as exc:
+            print(f"pyproxyproto encode: cannot write {args.output}: {exc}", file=sys.stderr)
+            return EXIT_INVALID
+        return 0
+    if not args.hex and not args.force and sys.stdout.isatty():
+        raise UsageError("refusing to write a binary header to a terminal: "
+                         "use --hex, -o FILE, a pipe, or --force")
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
     return 0
 
 
 def _send(args: argparse.Namespace) -> int:
-    header = _header(args)
     host, port = args.target
     try:
         sock = socket.create_connection((host, port), timeout=args.timeout)
@@ -184,14 +218,16 @@ def _send(args: argparse.Namespace) -> int:
         print(f"pyproxyproto send: cannot connect to {host}:{port}: {exc}", file=sys.stderr)
         return EXIT_INVALID
     with sock:
+        header = _header(args, sock)
+        received = 0
         try:
             payload = sys.stdin.buffer.read()
             sock.sendall(header + payload)
             print(f"sent a {len(header)}-byte PROXY v{1 if args.v1 else 2} header and "
                   f"{len(payload)} byte(s) from stdin to {host}:{port}; the reply follows",
                   file=sys.stderr)
-            sock.shutdown(socket.SHUT_WR)
-            received = 0
+            if args.half_close:
+                sock.shutdown(socket.SHUT_WR)
             while True:
                 chunk = sock.recv(65536)
                 if not chunk:
@@ -199,6 +235,16 @@ def _send(args: argparse.Namespace) -> int:
                 received += len(chunk)
                 sys.stdout.buffer.write(chunk)
                 sys.stdout.buffer.flush()
+        except TimeoutError:
+            # The connection stays open by default: a server that keeps it
+            # alive has said everything once it falls silent.
+            if not received:
+                print(f"pyproxyproto send: no reply from {host}:{port} within "
+                      f"{args.timeout:g} s", file=sys.stderr)
+                return EXIT_INVALID
+            print(f"no more data from the server for {args.timeout:g} s after {received} "
+                  "byte(s); closing", file=sys.stderr)
+            return 0
         except OSError as exc:
             print(f"pyproxyproto send: connection to {host}:{port} failed: {exc}", file=sys.stderr)
             return EXIT_INVALID
@@ -206,15 +252,52 @@ def _send(args: argparse.Namespace) -> int:
     return 0
 
 
-def _echo(args: argparse.Namespace) -> int:
-    from ._echo import EchoApp  # http.server is only needed here
-
+def _relay(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        relay = Relay(args.listen, args.to, version=args.header_version, tlvs=args.tlv,
+                      crc32c=args.crc32c, connect_timeout=args.connect_timeout,
+                      max_connections=args.max_connections)
+    except ValueError as exc:
+        raise UsageError(f"cannot build that header: {exc}") from None
+    return asyncio.run(_run_relay(relay, args))
+
+
+async def _run_relay(relay: Relay, args: argparse.Namespace) -> int:
+    try:
+        bound = await relay.start()
+    except OSError as exc:
+        print(f"pyproxyproto relay: cannot listen on {_host_port_text(args.listen)}: {exc}",
+              file=sys.stderr)
+        return EXIT_INVALID
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    listening = ", ".join(_host_port_text(address) for address in bound)
+    print(f"relaying {listening} -> {_host_port_text(args.to)} with a PROXY "
+          f"v{args.header_version} header per connection (Ctrl-C or SIGTERM stops it)",
+          flush=True)
+    await stop.wait()
+    await relay.close()
+    print("stopped", flush=True)
+    return 0
+
+
+def _host_port_text(address: tuple[Any, ...]) -> str:
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _echo(args: argparse.Namespace) -> int:
+    from ._echo import EchoApp, log_as_json_lines  # http.server is only needed here
+
+    log_as_json_lines(sys.stderr)
     try:
         app = EchoApp(args.host, args.proxy_port, args.plain_port, args.trusted or None,
                       args.header_timeout)
-    except OSError as exc:
-        print(f"pyproxyproto echo: cannot listen on {args.host}: {exc}", file=sys.stderr)
+    except OSError as exc:  # ListenError names the address and which port it is
+        print(f"pyproxyproto echo: {exc}", file=sys.stderr)
         return EXIT_INVALID
     trusted = ", ".join(args.trusted) if args.trusted else "any peer"
     print(f"PROXY protocol port: {_url(app.proxy.server_address)} "
@@ -244,7 +327,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pyproxyproto",
         description="Decode, encode and send PROXY protocol (HAProxy v1/v2) headers, "
-                    "and run an echo server behind one.",
+                    "relay TCP with one in front, and run an echo server behind one.",
     )
     parser.add_argument("--version", action="version",
                         version=f"pyproxyproto {__version__} ({BACKEND} backend)")
@@ -275,30 +358,63 @@ def _parser() -> argparse.ArgumentParser:
         description="Decode a PROXY header and print it as JSON. Exit status 1 if it is "
                     "not a valid header.",
     )
-    decode.add_argument("data", nargs="?", metavar="HEX",
-                        help="the header in hex; - or nothing: raw bytes from stdin")
+    decode.add_argument("data", nargs="*", metavar="HEX",
+                        help="the header in hex (0x in front and whitespace are fine); "
+                             "- or nothing: raw bytes from stdin")
     decode.set_defaults(run=_decode)
 
     encode = commands.add_parser(
         "encode", help="write a header to stdout",
-        description="Build a PROXY header and write it to stdout (raw bytes, or hex with --hex).",
+        description="Build a PROXY header and write it to stdout (raw bytes, or hex with --hex). "
+                    "Raw bytes go to a pipe or a file, not to a terminal unless --force.",
     )
     _add_header_options(encode)
     encode.add_argument("--hex", action="store_true",
                         help="write hex and a newline instead of raw bytes")
+    encode.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    encode.add_argument("--force", action="store_true",
+                        help="write raw bytes even when stdout is a terminal")
     encode.set_defaults(run=_encode)
 
     send = commands.add_parser(
         "send", help="act as a load balancer: send a header and stdin, print the reply",
         description="Connect to HOST:PORT, send a PROXY header and then everything read "
-                    "from stdin, and print what the server sends back.",
+                    "from stdin, and print what the server sends back until it closes the "
+                    "connection or falls silent for --timeout. Without --source and "
+                    "--destination the header carries the connection's own addresses, "
+                    "as curl --haproxy-protocol does.",
     )
     send.add_argument("target", type=_target, metavar="HOST:PORT", help="the server to connect to")
     _add_header_options(send)
+    send.add_argument("--half-close", action="store_true",
+                      help="shut down the sending side after stdin (some servers, e.g. "
+                           "aiohttp, drop half-closed clients; by default it stays open)")
     send.add_argument("--timeout", type=_positive, default=10.0, metavar="SECONDS",
-                      help="give up on connecting or waiting for the reply after this long "
-                           "(default: %(default)g)")
+                      help="give up on connecting, or stop waiting for more of the reply, "
+                           "after this long (default: %(default)g)")
     send.set_defaults(run=_send)
+
+    relay = commands.add_parser(
+        "relay", help="a TCP relay that adds a PROXY header: a load balancer on a laptop",
+        description="Accept TCP connections on --listen and relay each to --to, after a "
+                    "PROXY header with the client's real address and the address it "
+                    "connected to. Bytes are copied both ways, half-closes included.",
+    )
+    relay.add_argument("--listen", type=_target, required=True, metavar="HOST:PORT",
+                       help="where clients connect (port 0 picks one; IPv6 as [::1]:9000)")
+    relay.add_argument("--to", type=_target, required=True, metavar="HOST:PORT",
+                       help="the server with a PROXY protocol port")
+    relay.add_argument("--version", dest="header_version", type=int, choices=(1, 2), default=2,
+                       help="header version (default: %(default)s)")
+    relay.add_argument("--tlv", type=_tlv, action="append", default=[], metavar="TYPE=HEX",
+                       help="a TLV for every header (v2), e.g. 0xE0=0102; may be repeated")
+    relay.add_argument("--crc32c", action="store_true", help="add a CRC32C checksum TLV (v2)")
+    relay.add_argument("--connect-timeout", type=_positive, default=DEFAULT_CONNECT_TIMEOUT, metavar="SECONDS",
+                       help="give up on connecting to --to after this long (default: %(default)g)")
+    relay.add_argument("--max-connections", type=_count, default=DEFAULT_MAX_CONNECTIONS, metavar="N",
+                       help="relay at most N connections at once; close more on accept "
+                            "(default: %(default)s)")
+    relay.set_defaults(run=_relay)
     return parser
 
 

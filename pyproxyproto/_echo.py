@@ -3,9 +3,11 @@
 It listens on two ports: one that requires a PROXY header before HTTP (what
 a load balancer with PROXY protocol enabled connects to) and one plain
 HTTP port that never looks for a header.  Every request, whatever its
-method or path, is answered with a plain-text report, and one JSON access
-line is logged per request.  HTTP is the standard library's http.server;
-ProxyProtocolMixin adds the header.
+method or path, is answered with a plain-text report.  Everything it logs
+is one JSON object per line (``JSONLines``): a line per request, and a
+line per connection refused or given up on, whichever module logs it.
+HTTP is the standard library's http.server; ProxyProtocolMixin adds the
+header.
 """
 
 from __future__ import annotations
@@ -21,12 +23,56 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
+from ._constants import V2_SIGNATURE
 from ._policy import DEFAULT_TIMEOUT, format_address
 from .sockets import ProxyProtocolMixin
 
 logger = logging.getLogger("pyproxyproto.echo")
 
 MAX_BODY = 1 << 20  # larger request bodies get 413
+
+
+class JSONLines(logging.Formatter):
+    """Every record as one JSON object: time, level, logger, and either the
+    record's ``fields`` (the echo app's request lines) or its message.
+    ``peer`` and ``reason`` attributes of a record, when a module sets them,
+    become fields too."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc)
+            .isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            line.update(fields)
+        else:
+            line["message"] = record.getMessage()
+        for name in ("peer", "reason"):
+            if name in record.__dict__ and name not in line:
+                line[name] = _jsonable(record.__dict__[name])
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return format_address(value)
+    return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
+
+
+def log_as_json_lines(stream: Any) -> None:
+    """Send every log record of the process to ``stream``, one JSON line each."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JSONLines())
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+
+
+class ListenError(OSError):
+    """A port of the echo app could not be bound; the message says which."""
 
 
 class EchoHandler(http.server.BaseHTTPRequestHandler):
@@ -41,7 +87,34 @@ class EchoHandler(http.server.BaseHTTPRequestHandler):
 
     def parse_request(self) -> bool:
         self._started = time.monotonic()
+        self._error: str | None = None
+        if not isinstance(self.server, ProxyProtocolMixin):
+            version = self._proxy_header_version()
+            if version:
+                # A balancer with PROXY protocol on, pointed at the plain port.
+                self.command, self.request_version = "", "HTTP/1.0"
+                self.close_connection = True
+                self.send_error(400, f"a PROXY protocol v{version} header on the plain HTTP "
+                                     "port; send headers to the PROXY port")
+                return False
         return super().parse_request()
+
+    def _proxy_header_version(self) -> int:
+        """1 or 2 if the request starts like a PROXY header, else 0.
+
+        Only used to explain an error on the plain port, which never reads
+        a header: the bytes are an invalid HTTP request either way.
+        """
+        line = self.raw_requestline
+        if line.startswith(b"PROXY "):
+            return 1
+        if line == V2_SIGNATURE[:2]:
+            # http.server read the signature's first line, "\r\n"; the rest is buffered.
+            peek = getattr(self.rfile, "peek", None)
+            rest = peek(len(V2_SIGNATURE))[: len(V2_SIGNATURE) - 2] if peek else b""
+            if line + rest == V2_SIGNATURE:
+                return 2
+        return 0
 
     def _echo(self) -> None:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
@@ -101,16 +174,27 @@ class EchoHandler(http.server.BaseHTTPRequestHandler):
     def log_request(self, code: Any = "-", size: Any = "-") -> None:
         proxied = isinstance(self.server, ProxyProtocolMixin)
         now = time.monotonic()
-        record = {
-            "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
+        fields = {
+            "event": "request",
             "client": format_address(self.client_address),
             "proxy_peer": format_address(self.request.getpeername()) if proxied else None,
-            "method": self.command,
+            "method": getattr(self, "command", None) or None,  # none read yet
             "uri": getattr(self, "path", None),  # unset if the request line was bad
             "status": int(code),
-            "request_time": round(time.monotonic() - getattr(self, "_started", now), 6),
+            "request_time": round(now - getattr(self, "_started", now), 6),
         }
-        logger.info(json.dumps(record))
+        error = getattr(self, "_error", None)
+        if error is not None:
+            fields["error"] = error
+        level = logging.INFO if int(code) < 400 else logging.WARNING
+        logger.log(level, "%s %s", fields["method"], fields["status"], extra={"fields": fields})
+
+    def log_error(self, format: str, *args: Any) -> None:
+        if format == "code %d, message %s":
+            # From send_error: the request line it logs next carries the message.
+            self._error = str(args[1])
+        else:
+            self.log_message(format, *args)
 
     def address_string(self) -> str:
         # A header's source may be a Unix socket path rather than (host, port).
@@ -118,8 +202,8 @@ class EchoHandler(http.server.BaseHTTPRequestHandler):
         return str(address[0]) if isinstance(address, tuple) else format_address(address)
 
     def log_message(self, format: str, *args: Any) -> None:
-        # http.server's own error lines, in the same stream as the access log.
-        logger.warning("%s: %s", format_address(self.client_address), format % args)
+        # http.server's other lines (a request line timing out), as JSON too.
+        logger.warning("%s", format % args, extra={"peer": self.client_address})
 
 
 def _text(value: Any) -> str:
@@ -165,9 +249,10 @@ class EchoApp:
         trusted: Any = None,
         header_timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
-        self.proxy = ProxyEchoServer((host, proxy_port), trusted=trusted, timeout=header_timeout)
+        self.proxy = _listen("PROXY protocol", ProxyEchoServer, (host, proxy_port),
+                             trusted=trusted, timeout=header_timeout)
         try:
-            self.plain = PlainEchoServer((host, plain_port))
+            self.plain = _listen("plain HTTP", PlainEchoServer, (host, plain_port))
         except BaseException:
             self.proxy.server_close()
             raise
@@ -184,3 +269,13 @@ class EchoApp:
             server.server_close()
         for thread in self._threads:
             thread.join()
+
+
+def _listen(label: str, server: Any, address: tuple[str, int], **kwargs: Any) -> Any:
+    try:
+        return server(address, **kwargs)
+    except OSError as exc:
+        error = ListenError(f"cannot listen on {format_address(address)} "
+                            f"(the {label} port): {exc.strerror or exc}")
+        error.errno = exc.errno
+        raise error from exc

@@ -1,4 +1,9 @@
-"""Run every parser test against both backends.
+"""Test tiers, and every parser test against both backends.
+
+A bare ``python -m pytest`` is the quick tier: it deselects the tests marked
+with a heavy tier (see HEAVY and the markers in pyproject.toml).  ``--all``
+runs every tier; an explicit ``-m EXPR`` selects by marker as usual (``-m
+leaks``, ``-m "not interop"``) and turns the default deselection off.
 
 The fixture ``backend`` yields the backend module (``parse``, ``ProxyHeader``,
 ``crc32c``).  The Cython one is included whenever it is importable and not
@@ -13,6 +18,32 @@ from pyproxyproto import _policy
 from pyproxyproto._backend import available
 
 BACKENDS = available()
+
+# The markers of the heavy tiers, which the quick tier leaves out.
+HEAVY = ("slow", "interop", "servers", "netns", "load", "leaks", "packaging")
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--all",
+        action="store_true",
+        dest="all_tiers",
+        help=f"run every test tier, the heavy ones too ({', '.join(HEAVY)})",
+    )
+
+
+def _quick_tier(config):
+    return not config.getoption("all_tiers") and not config.getoption("markexpr")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not _quick_tier(config):
+        return
+    heavy = [item for item in items if any(item.get_closest_marker(m) for m in HEAVY)]
+    if heavy:
+        chosen = set(heavy)
+        items[:] = [item for item in items if item not in chosen]
+        config.hook.pytest_deselected(items=heavy)
 
 
 @pytest.fixture(scope="session", params=sorted(BACKENDS), ids=lambda name: name)
@@ -33,7 +64,12 @@ def _fresh_log_limiter():
 
 
 def pytest_report_header(config):
+    tier = (
+        "quick tier (heavy tiers deselected; --all runs them)"
+        if _quick_tier(config)
+        else "tiers chosen by --all or -m"
+    )
     return (
         f"pyproxyproto backends under test: {', '.join(sorted(BACKENDS))}; "
-        f"package default: {pyproxyproto.BACKEND}"
+        f"package default: {pyproxyproto.BACKEND}; {tier}"
     )

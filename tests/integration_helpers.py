@@ -158,11 +158,15 @@ class EchoProcess:
         self.stop()
         raise AssertionError(f"echo did not announce its {label} port: {self.stdout} {self.stderr}")
 
+    def log(self) -> list[dict]:
+        """Every line logged so far: each must be one JSON object."""
+        return [json.loads(line) for line in list(self.stderr)]
+
     def access_log(self, timeout: float = 5.0) -> list[dict]:
-        """The JSON access lines logged so far (waits for at least one)."""
+        """The request lines logged so far (waits for at least one)."""
         deadline = time.monotonic() + timeout
         while True:
-            found = [json.loads(line) for line in list(self.stderr) if line.startswith("{")]
+            found = [line for line in self.log() if line.get("event") == "request"]
             if found or time.monotonic() > deadline:
                 return found
             time.sleep(0.02)

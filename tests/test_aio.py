@@ -16,7 +16,7 @@ import pytest
 import pyproxyproto as pp
 from pyproxyproto import aio
 
-from integration_helpers import (
+from tests.integration_helpers import (
     CLIENT,
     CLIENT6,
     LOOPBACK,

@@ -7,7 +7,7 @@ import socket
 import ssl
 
 import pytest
-from integration_helpers import (
+from tests.integration_helpers import (
     CLIENT,
     CLIENT6,
     IN_CI,

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 import pyproxyproto as pp
-from headers import VALID
+from tests.headers import VALID
 
 PAYLOAD = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + bytes(range(256))
 

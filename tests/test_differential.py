@@ -12,18 +12,17 @@ import struct
 import sys
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import pyproxyproto as pp
-from headers import VALID
 from pyproxyproto import _parser_py
 
-SETTINGS = settings(
-    max_examples=1500,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+from tests.headers import VALID
+from tests.tiers import sweep
+
+# Examples per test: the quick tier's, and the long sweep's (marked slow).
+QUICK, FULL = 150, 1500
 
 
 def outcome(module, data, **kwargs):
@@ -108,61 +107,81 @@ def v1_fields(draw):
     return line.encode()
 
 
-@SETTINGS
-@given(data=st.binary(max_size=120), kwargs=flags)
-def test_random_bytes(both_backends, data, kwargs):
-    assert_same(both_backends, data, **kwargs)
+@sweep(QUICK, FULL)
+def test_random_bytes(both_backends, tier):
+    @tier
+    @given(data=st.binary(max_size=120), kwargs=flags)
+    def check(data, kwargs):
+        assert_same(both_backends, data, **kwargs)
+
+    check()
 
 
-@SETTINGS
-@given(data=mutated(), kwargs=flags)
-def test_mutated_valid_headers(both_backends, data, kwargs):
-    assert_same(both_backends, data, **kwargs)
+@sweep(QUICK, FULL)
+def test_mutated_valid_headers(both_backends, tier):
+    @tier
+    @given(data=mutated(), kwargs=flags)
+    def check(data, kwargs):
+        assert_same(both_backends, data, **kwargs)
+
+    check()
 
 
-@SETTINGS
-@given(data=st.one_of(v1_lines(), v1_fields()))
-def test_v1_lines(both_backends, data):
-    result = assert_same(both_backends, data)
-    # Every prefix of the line agrees too (each stops at its own last byte).
-    cut = len(data) // 2
-    assert_same(both_backends, data[:cut])
-    # The pure backend's fast path agrees with its scanner.
-    try:
-        scanned = ("ok", _parser_py._scan_v1(data, len(data)).to_dict())
-    except pp.ProxyProtocolError as exc:
-        scanned = (type(exc).__name__, str(exc))
-    assert scanned[:2] == result[:2]
+@sweep(QUICK, FULL)
+def test_v1_lines(both_backends, tier):
+    @tier
+    @given(data=st.one_of(v1_lines(), v1_fields()))
+    def check(data):
+        result = assert_same(both_backends, data)
+        # Every prefix of the line agrees too (each stops at its own last byte).
+        cut = len(data) // 2
+        assert_same(both_backends, data[:cut])
+        # The pure backend's fast path agrees with its scanner.
+        try:
+            scanned = ("ok", _parser_py._scan_v1(data, len(data)).to_dict())
+        except pp.ProxyProtocolError as exc:
+            scanned = (type(exc).__name__, str(exc))
+        assert scanned[:2] == result[:2]
+
+    check()
 
 
 @pytest.mark.skipif(
     sys.platform != "linux" or platform.libc_ver()[0] != "glibc",
     reason="glibc's inet_pton is the reference for IPv6 text",
 )
-@SETTINGS
-@given(text=st.one_of(
-    st.text("0123456789abcdefABCDEF:.", max_size=45),
-    st.lists(st.sampled_from(["::", ":", "0", "1", "ffff", "12345", "1.2.3.4", "01", ".", "255", "256"]),
-             max_size=12).map("".join).filter(lambda s: len(s) <= 45),
-))
-def test_v1_ipv6_matches_glibc(backend, text):
-    try:
-        expected = socket.inet_pton(socket.AF_INET6, text)
-    except OSError:
-        expected = None
-    line = b"PROXY TCP6 " + text.encode() + b" ::1 1 2\r\n"
-    try:
-        got = backend.parse(line).source[0]
-    except pp.InvalidHeader:
-        got = None
-    if expected is None:
-        assert got is None, text
-    else:
-        assert got is not None and socket.inet_pton(socket.AF_INET6, got) == expected, text
+@sweep(QUICK, FULL)
+def test_v1_ipv6_matches_glibc(backend, tier):
+    @tier
+    @given(text=st.one_of(
+        st.text("0123456789abcdefABCDEF:.", max_size=45),
+        st.lists(st.sampled_from(["::", ":", "0", "1", "ffff", "12345", "1.2.3.4", "01", ".", "255", "256"]),
+                 max_size=12).map("".join).filter(lambda s: len(s) <= 45),
+    ))
+    def check(text):
+        try:
+            expected = socket.inet_pton(socket.AF_INET6, text)
+        except OSError:
+            expected = None
+        line = b"PROXY TCP6 " + text.encode() + b" ::1 1 2\r\n"
+        try:
+            got = backend.parse(line).source[0]
+        except pp.InvalidHeader:
+            got = None
+        if expected is None:
+            assert got is None, text
+        else:
+            assert got is not None and socket.inet_pton(socket.AF_INET6, got) == expected, text
+
+    check()
 
 
-@SETTINGS
-@given(header=st.sampled_from(sorted(VALID.values())), cut=st.integers(0, 200), kwargs=flags)
-def test_prefixes_agree(both_backends, header, cut, kwargs):
-    assume(cut < len(header))
-    assert_same(both_backends, header[:cut], **kwargs)
+@sweep(QUICK, FULL)
+def test_prefixes_agree(both_backends, tier):
+    @tier
+    @given(header=st.sampled_from(sorted(VALID.values())), cut=st.integers(0, 200), kwargs=flags)
+    def check(header, cut, kwargs):
+        assume(cut < len(header))
+        assert_same(both_backends, header[:cut], **kwargs)
+
+    check()

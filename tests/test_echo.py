@@ -12,7 +12,7 @@ import pytest
 
 import pyproxyproto as pp
 
-from integration_helpers import (
+from tests.integration_helpers import (
     CLIENT,
     LOOPBACK,
     SERVER,
@@ -102,9 +102,48 @@ def test_plain_port_never_parses_a_header(echo):
     assert "\tx-forwarded-for=192.0.2.1\n" in text and "\tx-real-ip=192.0.2.1\n" in text
     assert "\t-no body in request-\n" in text
     assert access_line(echo, "/plain")["proxy_peer"] is None
-    # A header sent to the plain port is just a bad request line.
-    reply = http_over(echo.plain_port, pp.build(CLIENT, SERVER, version=1))
-    assert b"Error code: 400" in reply
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_header_on_the_plain_port_is_answered_and_logged(echo, version):
+    # A balancer with PROXY protocol on, pointed at the wrong port.
+    header = pp.build(CLIENT, SERVER, version=version)
+    with connect((LOOPBACK, echo.plain_port)) as sock:
+        sock.sendall(header + request("GET", f"/wrong-port-v{version}"))
+        client_port = sock.getsockname()[1]
+        reply = recv_all(sock)
+    explanation = f"a PROXY protocol v{version} header on the plain HTTP port"
+    assert reply.startswith(b"HTTP/1.1 400 ") and explanation.encode() in reply
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        lines = [line for line in echo.access_log()
+                 if line["client"] == f"{LOOPBACK}:{client_port}"]
+        if lines:
+            break
+        time.sleep(0.02)
+    (line,) = lines
+    assert line["status"] == 400 and line["level"] == "warning"
+    assert line["error"].startswith(explanation)
+    assert line["proxy_peer"] is None and line["method"] is None
+
+
+def test_everything_logged_is_one_json_object_per_line(echo):
+    with connect((LOOPBACK, echo.proxy_port)) as sock:
+        sock.sendall(b"GARBAGE\r\n")
+        client = f"{LOOPBACK}:{sock.getsockname()[1]}"
+        assert closed_by_peer(sock)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        refused = [line for line in echo.log() if client in line.get("message", "")]
+        if refused:
+            break
+        time.sleep(0.02)
+    (line,) = refused
+    assert line["level"] == "warning" and line["logger"] == "pyproxyproto"
+    assert "not a PROXY protocol header" in line["message"]
+    assert line["time"].endswith("+00:00")
+    # Requests and refusals alike: every line of stderr parses (log() asserts it).
+    assert {line.get("event") for line in echo.log()} >= {"request", None}
 
 
 def test_any_method_and_head(echo):
@@ -162,8 +201,10 @@ def test_busy_port_is_a_plain_error():
              "--plain-port", str(busy.getsockname()[1])],
             capture_output=True, timeout=30,
         )
+        busy_port = busy.getsockname()[1]
     assert done.returncode == 1
-    assert b"pyproxyproto echo: cannot listen on 127.0.0.1:" in done.stderr
+    assert (f"pyproxyproto echo: cannot listen on 127.0.0.1:{busy_port} (the plain HTTP port): "
+            "Address already in use").encode() in done.stderr
 
 
 def test_bad_trusted_network_is_a_usage_error():

@@ -6,18 +6,13 @@ both backends (only the pure one where the extension is not built).
 """
 
 import os
-import sys
 
 import pytest
 
-FUZZ_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fuzz")
-CORPUS_DIR = os.path.join(FUZZ_DIR, "corpus")
-sys.path.insert(0, FUZZ_DIR)
-
-import differential
-import make_corpus
-
 from pyproxyproto import InvalidHeader, _parser_py
+from tests.fuzz import differential, make_corpus
+
+CORPUS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fuzz", "corpus")
 
 SEEDS = sorted(os.listdir(CORPUS_DIR))
 

@@ -14,7 +14,7 @@ import threading
 
 import pytest
 
-from headers import VALID
+from tests.headers import VALID
 from pyproxyproto._header import VIEW_NAMES
 
 ATTRIBUTES = ("source", "destination", "tlvs", *VIEW_NAMES)

@@ -28,8 +28,10 @@ import pytest
 import pyproxyproto as pp
 from pyproxyproto import _constants as C
 
-import peers
-from peers import LOOPBACK4, LOOPBACK6, ProxiedApp, url_host
+from tests import peers
+from tests.peers import LOOPBACK4, LOOPBACK6, ProxiedApp, url_host
+
+pytestmark = pytest.mark.interop
 
 V2_OPTIONS = "ssl,cert-cn,ssl-cipher,cert-sig,cert-key,authority,crc32c,unique-id"
 UNIQUE_ID_FORMAT = "pp-%ci-%cp-%rt"

@@ -20,8 +20,10 @@ import pytest
 import pyproxyproto as pp
 from pyproxyproto import _constants as C
 
-import peers
-from peers import LOOPBACK4, LOOPBACK6, ProxiedApp, url_host
+from tests import peers
+from tests.peers import LOOPBACK4, LOOPBACK6, ProxiedApp, url_host
+
+pytestmark = pytest.mark.interop
 
 
 @pytest.fixture(scope="module")

@@ -295,9 +295,12 @@ def assert_flat(one, iterations, label=""):
 
 # -- the tests -----------------------------------------------------------------------
 
-pytestmark = pytest.mark.skipif(
-    not hasattr(sys, "getallocatedblocks"), reason="needs CPython's sys.getallocatedblocks"
-)
+pytestmark = [
+    pytest.mark.leaks,
+    pytest.mark.skipif(
+        not hasattr(sys, "getallocatedblocks"), reason="needs CPython's sys.getallocatedblocks"
+    ),
+]
 
 
 @pytest.fixture(params=sorted(BACKENDS))

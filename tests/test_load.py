@@ -39,9 +39,9 @@ import pytest
 import pyproxyproto as pp
 from pyproxyproto import _constants as C
 
-pytestmark = pytest.mark.load
+from tests import peers
 
-import peers
+pytestmark = pytest.mark.load
 
 GOOD = 1000  # concurrent good connections per round
 FAULTS = {"disconnect": 40, "abort": 20, "garbage": 60, "stall": 40}  # per round
@@ -452,11 +452,13 @@ async def one_round(ports: dict, rng: random.Random) -> Round:
 class Server:
     def __init__(self, mode: str) -> None:
         env = dict(os.environ)
+        # The child imports this module as the tests package's, and the
+        # pyproxyproto this process uses (a checkout or an installed one).
         package_root = str(Path(pp.__file__).resolve().parent.parent)
-        tests = str(Path(__file__).resolve().parent)
-        env["PYTHONPATH"] = os.pathsep.join([tests, package_root, env.get("PYTHONPATH", "")])
+        tests_parent = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join([tests_parent, package_root, env.get("PYTHONPATH", "")])
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", f"import test_load; test_load.serve({mode!r})"],
+            [sys.executable, "-c", f"from tests.test_load import serve; serve({mode!r})"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-import peers
-from integration_helpers import require, require_module
+from tests import peers
+from tests.integration_helpers import require, require_module
 
 pytestmark = pytest.mark.netns
 

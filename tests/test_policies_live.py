@@ -14,7 +14,7 @@ import pytest
 import pyproxyproto as pp
 from pyproxyproto import aio, sockets
 
-from integration_helpers import CLIENT, LOOPBACK, SERVER, require
+from tests.integration_helpers import CLIENT, LOOPBACK, SERVER, require
 
 V2 = pp.build(CLIENT, SERVER)
 PAYLOAD = b"hello"

@@ -18,7 +18,7 @@ from pyproxyproto._policy import (
     policy_from_env,
 )
 
-from headers import VALID
+from tests.headers import VALID
 
 PEER = ("10.1.2.3", 40000)
 OUTSIDE = ("192.0.2.9", 40000)

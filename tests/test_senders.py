@@ -8,7 +8,7 @@ import ssl
 import threading
 
 import pytest
-from integration_helpers import (
+from tests.integration_helpers import (
     CLIENT,
     LOOPBACK,
     SERVER,

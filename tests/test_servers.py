@@ -18,8 +18,8 @@ import pytest
 
 import pyproxyproto as pp
 
-import peers
-from integration_helpers import CLIENT, CLIENT6, SERVER, SERVER6, recv_all, require_module, \
+from tests import peers
+from tests.integration_helpers import CLIENT, CLIENT6, SERVER, SERVER6, recv_all, require_module, \
     self_signed_cert
 
 pytestmark = pytest.mark.servers

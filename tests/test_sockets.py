@@ -13,7 +13,7 @@ import pytest
 import pyproxyproto as pp
 from pyproxyproto import sockets
 
-from integration_helpers import (
+from tests.integration_helpers import (
     CLIENT,
     CLIENT6,
     LOOPBACK,

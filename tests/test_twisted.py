@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from integration_helpers import (
+from tests.integration_helpers import (
     CLIENT,
     CLIENT6,
     LOOPBACK,

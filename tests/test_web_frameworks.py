@@ -3,10 +3,14 @@ the header's client as the request's remote address."""
 
 import asyncio
 
+import pytest
+
 import pyproxyproto as pp
 from pyproxyproto import aio
 
-from integration_helpers import CLIENT, CLIENT6, LOOPBACK, SERVER, SERVER6, require_module, run
+from tests.integration_helpers import CLIENT, CLIENT6, LOOPBACK, SERVER, SERVER6, require_module, run
+
+pytestmark = pytest.mark.servers
 
 REQUEST = b"GET /who?x=1 HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n"
 

@@ -1,0 +1,107 @@
+"""How the package installs and starts: one version, the backend each
+interpreter gets, a clear error for a required but missing extension, and
+``python -m pyproxyproto``."""
+
+import importlib.metadata
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import pyproxyproto
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_version_has_one_source():
+    assert re.fullmatch(r"\d+\.\d+\.\d+([.-]?\w+)*", pyproxyproto.__version__)
+    # The installed metadata (the wheel's) is the package's own __version__.
+    assert importlib.metadata.version("pyproxyproto") == pyproxyproto.__version__
+    # pyproject.toml writes none of its own: it reads __version__.
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        config = tomllib.load(f)
+    assert "version" not in config["project"]
+    assert config["project"]["dynamic"] == ["version"]
+    assert config["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "pyproxyproto.__version__"}
+
+
+def python(code, **env):
+    """Run code in a fresh interpreter with these PYPROXYPROTO_ switches only."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PYPROXYPROTO_")}
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+        env={**clean, **env},
+    )
+
+
+# Pretend to be another interpreter: a copy of sys.implementation with another name.
+AS_PYPY = """
+import sys, types
+sys.implementation = types.SimpleNamespace(**{**vars(sys.implementation), "name": "pypy"})
+import pyproxyproto
+print(pyproxyproto.BACKEND)
+"""
+
+
+def test_other_interpreters_get_the_pure_backend():
+    done = python(AS_PYPY)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["python"]
+
+
+def test_other_interpreters_may_require_the_extension():
+    if "cython" not in pyproxyproto._backend.available():
+        pytest.skip("the extension is not in use here (not built, or PYPROXYPROTO_NO_EXTENSIONS)")
+    done = python(AS_PYPY, PYPROXYPROTO_REQUIRE_EXTENSIONS="1")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["cython"]
+
+
+def test_required_extension_that_is_not_installed():
+    # None in sys.modules: the import system reports the module as not found.
+    done = python(
+        "import sys; sys.modules['pyproxyproto._parser_c'] = None; import pyproxyproto",
+        PYPROXYPROTO_REQUIRE_EXTENSIONS="1",
+    )
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError: PYPROXYPROTO_REQUIRE_EXTENSIONS=1 is set, but "
+                           "pyproxyproto's C extension (pyproxyproto._parser_c) is not installed")
+    assert "circular" not in done.stderr
+
+
+BROKEN = """
+import sys
+
+class Broken:
+    def find_spec(self, name, path=None, target=None):
+        if name == "pyproxyproto._parser_c":
+            raise ImportError("undefined symbol: pp_crc32c")
+
+sys.meta_path.insert(0, Broken())
+import pyproxyproto
+print(pyproxyproto.BACKEND)
+"""
+
+
+def test_required_extension_that_fails_to_import():
+    done = python(BROKEN, PYPROXYPROTO_REQUIRE_EXTENSIONS="1")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "ImportError: PYPROXYPROTO_REQUIRE_EXTENSIONS=1 is set, but pyproxyproto's C extension "
+        "(pyproxyproto._parser_c) failed to import: undefined symbol: pp_crc32c"
+    )
+    # Without the switch the package falls back to pure Python.
+    done = python(BROKEN)
+    assert done.returncode == 0 and done.stdout.split() == ["python"]
+
+
+def test_python_dash_m():
+    done = subprocess.run([sys.executable, "-m", "pyproxyproto", "--version"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    assert done.stdout.strip().startswith(f"pyproxyproto {pyproxyproto.__version__} (")
