@@ -10,7 +10,7 @@ policy options come from PYPROXYPROTO_* variables (as for
 these workers refuse to start when it is on.
 
 WSGI environ: ``REMOTE_ADDR`` / ``REMOTE_PORT`` are the header's client,
-gunicorn's ``PROXY_PROTOCOL`` ("TCP4", "TCP6", "LOCAL", "UNSPEC"; v1
+gunicorn's ``PROXY_PROTOCOL`` ("TCP4", "TCP6", "LOCAL", "UNSPEC", "UNIX"; v1
 "UNKNOWN"), ``PROXY_ADDR`` / ``PROXY_PORT`` (the header's destination)
 keep gunicorn's meanings, and the header itself is
 ``environ["pyproxyproto.proxy_header"]``.  ASGI (UvicornWorker): as in
