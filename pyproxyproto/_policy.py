@@ -35,6 +35,7 @@ from ._errors import (
     ProxyProtocolError,
     UntrustedPeer,
 )
+from ._header import Address
 
 if TYPE_CHECKING:
     from . import ProxyHeader, parse
@@ -49,9 +50,10 @@ NetworkLike = Union[str, int, ipaddress.IPv4Network, ipaddress.IPv6Network,
                     ipaddress.IPv4Address, ipaddress.IPv6Address]
 Trusted = Union[NetworkLike, Iterable[NetworkLike], "TrustedNetworks"]
 Decision = Literal["require", "reject", "ignore", "skip"]
-# What getpeername() returns: (host, port[, flowinfo, scope_id]), a Unix
-# socket's path (str or bytes), or None when the transport does not say.
-PeerAddress = Union[tuple[Any, ...], str, bytes, None]
+# What getpeername() returns for the families a header can name:
+# (host, port[, flowinfo, scope_id]), a Unix socket's path (str, or bytes
+# for an abstract name), or None when the transport does not say.
+PeerAddress = Optional[Address]
 
 REQUIRE: Decision = "require"  # a header must come first, and it is believed
 REJECT: Decision = "reject"    # closed before a byte is read

@@ -80,7 +80,8 @@ class ProxyProtocolStream(ByteStream):
         }
         if header is not None and header.source is not None:
             source, destination = header.source, header.destination
-            if isinstance(source, tuple):
+            # (Both addresses of a header are of one family.)
+            if isinstance(source, tuple) and isinstance(destination, tuple):
                 # anyio reports IP addresses as (host, port), IPv6 included.
                 attributes[SocketAttribute.remote_address] = lambda: source[:2]
                 attributes[SocketAttribute.remote_port] = lambda: source[1]

@@ -10,7 +10,7 @@ policy options come from PYPROXYPROTO_* variables (as for
 these workers refuse to start when it is on.
 
 WSGI environ: ``REMOTE_ADDR`` / ``REMOTE_PORT`` are the header's client,
-gunicorn's ``PROXY_PROTOCOL`` ("TCP4", "TCP6", "LOCAL", "UNSPEC"; v1
+gunicorn's ``PROXY_PROTOCOL`` ("TCP4", "TCP6", "LOCAL", "UNSPEC", "UNIX"; v1
 "UNKNOWN"), ``PROXY_ADDR`` / ``PROXY_PORT`` (the header's destination)
 keep gunicorn's meanings, and the header itself is
 ``environ["pyproxyproto.proxy_header"]``.  ASGI (UvicornWorker): as in
@@ -22,14 +22,30 @@ from __future__ import annotations
 import socket
 import ssl
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
-from gunicorn.workers import gthread, sync
+from gunicorn.config import Config
+from gunicorn.workers import base, gthread, sync
 
 from . import sockets
 from ._errors import HeaderTimeout, ProxyProtocolError
 from ._header import Command
-from ._policy import ENV_TRUSTED, REJECT, SKIP, Policy, options_from_env, policy_from_env
+from ._policy import (
+    ENV_TRUSTED,
+    REJECT,
+    SKIP,
+    PeerAddress,
+    Policy,
+    options_from_env,
+    policy_from_env,
+)
+
+if TYPE_CHECKING:
+    from gunicorn._types import _EnvironType, _ResponseBodyType, _StartResponseType
+    from gunicorn.glogging import Logger
+    from gunicorn.http import Request
+
+    from . import ProxyHeader
 
 __all__ = ["ENVIRON_KEY", "SyncWorker", "ThreadWorker", "UvicornWorker"]
 
@@ -39,7 +55,17 @@ ENVIRON_KEY = "pyproxyproto.proxy_header"
 _NO_ADDRESS = {1: "UNKNOWN", 2: "UNSPEC"}
 
 
-def policy_for(cfg: Any) -> Policy:
+class ProxyProtocolInfo(TypedDict):
+    """gunicorn's ``req.proxy_protocol_info``: its PROXY_* and REMOTE_* environ keys."""
+
+    proxy_protocol: str
+    client_addr: str | None
+    client_port: int | None
+    proxy_addr: str | None
+    proxy_port: int | None
+
+
+def policy_for(cfg: Config) -> Policy:
     """The worker's Policy: trusted networks from ``--proxy-allow-from``,
     everything else from PYPROXYPROTO_* variables."""
     if cfg.proxy_protocol not in ("off", False, None):
@@ -60,7 +86,9 @@ def policy_for(cfg: Any) -> Policy:
     return policy_from_env(trusted=None if "*" in allowed else allowed)
 
 
-def read_header(conn: socket.socket, peer: Any, policy: Policy) -> tuple[Any, Any]:
+def read_header(
+    conn: socket.socket, peer: PeerAddress, policy: Policy
+) -> tuple[PeerAddress, ProxyHeader | None]:
     """Read the header off the raw socket: ``(client_address, header)``.
 
     ``header`` is None for a peer that is skipped or whose header is not
@@ -86,101 +114,132 @@ def read_header(conn: socket.socket, peer: Any, policy: Policy) -> tuple[Any, An
     return policy.accept(header, peer, decision)
 
 
-def proxy_protocol_info(client: Any, header: Any) -> dict[str, Any] | None:
+def proxy_protocol_info(client: PeerAddress, header: ProxyHeader | None) -> ProxyProtocolInfo | None:
     """gunicorn's ``req.proxy_protocol_info`` for a header, which gunicorn
-    turns into its PROXY_* environ keys."""
+    turns into its PROXY_* environ keys.
+
+    Without addresses (LOCAL, v1 UNKNOWN, v2 UNSPEC) REMOTE_ADDR/REMOTE_PORT
+    stay the peer's (gunicorn would set None); a UNIX-family header, which
+    gunicorn's own reader refuses, is "UNIX" with its paths and no ports.
+    """
     if header is None:
         return None
-    if header.source is None:
-        # REMOTE_ADDR/REMOTE_PORT stay the peer's (gunicorn would set None).
+    source, destination = header.source, header.destination
+    if source is None:
         kind = "LOCAL" if header.command == Command.LOCAL else _NO_ADDRESS[header.version]
-        return {"proxy_protocol": kind, "client_addr": client[0], "client_port": client[1],
+        client_addr, client_port = _host_port(client)
+        return {"proxy_protocol": kind, "client_addr": client_addr, "client_port": client_port,
                 "proxy_addr": None, "proxy_port": None}
-    kind = "TCP6" if ":" in header.source[0] else "TCP4"
-    return {"proxy_protocol": kind, "client_addr": header.source[0],
-            "client_port": header.source[1], "proxy_addr": header.destination[0],
-            "proxy_port": header.destination[1]}
+    if isinstance(source, tuple):
+        kind = "TCP6" if ":" in source[0] else "TCP4"
+    else:
+        kind = "UNIX"
+    client_addr, client_port = _host_port(source)
+    proxy_addr, proxy_port = _host_port(destination)
+    return {"proxy_protocol": kind, "client_addr": client_addr, "client_port": client_port,
+            "proxy_addr": proxy_addr, "proxy_port": proxy_port}
+
+
+def _host_port(address: PeerAddress) -> tuple[str | None, int | None]:
+    """An address as gunicorn's environ shows it: an IP's host and port, or a
+    UNIX socket's name (decoded as gunicorn decodes it) and no port."""
+    if isinstance(address, tuple):
+        return address[0], address[1]
+    if isinstance(address, bytes):
+        return address.decode(), None
+    return address, None
 
 
 class _Checked:
     """Refuses, when gunicorn starts, a configuration the workers cannot serve."""
 
     @classmethod
-    def check_config(cls, cfg: Any, log: Any) -> None:
+    def check_config(cls, cfg: Config, log: Logger) -> None:
         policy_for(cfg)
         check = getattr(super(), "check_config", None)
         if check is not None:
             check(cfg, log)
 
 
-class _WSGIProxyWorker(_Checked):
+class _WSGIProxyWorker(_Checked, base.Worker):
     """What the WSGI workers share: the policy, and the header of the request
     being handled (per thread) for the WSGI environ."""
-
-    cfg: Any
-    wsgi: Any
 
     def init_process(self) -> None:
         self._proxy_policy = policy_for(self.cfg)
         self._proxy_local = threading.local()
-        super().init_process()  # type: ignore[misc]
+        super().init_process()
 
     def load_wsgi(self) -> None:
-        super().load_wsgi()  # type: ignore[misc]
+        super().load_wsgi()
         app = self.wsgi
         local = self._proxy_local
 
-        def with_header(environ: dict[str, Any], start_response: Any) -> Any:
+        def with_header(
+            environ: _EnvironType, start_response: _StartResponseType
+        ) -> _ResponseBodyType:
             environ[ENVIRON_KEY] = local.header
             return app(environ, start_response)
 
         self.wsgi = with_header
 
-    def _set_request(self, req: Any, client: Any, header: Any) -> None:
+    def _set_request(self, req: Request, client: PeerAddress, header: ProxyHeader | None) -> None:
         self._proxy_local.header = header
-        req.proxy_protocol_info = proxy_protocol_info(client, header)
+        # gunicorn's stub allows client_addr None only without addresses;
+        # here LOCAL keeps the peer's (see proxy_protocol_info).
+        req.proxy_protocol_info = proxy_protocol_info(client, header)  # type: ignore[assignment]
 
 
 class SyncWorker(_WSGIProxyWorker, sync.SyncWorker):
     """gunicorn's sync worker, reading a PROXY header first."""
 
-    def handle(self, listener: Any, client: Any, addr: Any) -> None:
+    _proxy_header: ProxyHeader | None
+
+    def handle(self, listener: socket.socket, client: socket.socket, addr: PeerAddress) -> None:  # type: ignore[override]
         try:
             addr, self._proxy_header = read_header(client, addr, self._proxy_policy)
         except (ProxyProtocolError, OSError):
             client.close()  # counted and logged by the policy
             return
-        super().handle(listener, client, addr)
+        # gunicorn takes any address getpeername() gives; its stub names fewer.
+        super().handle(listener, client, addr)  # type: ignore[arg-type]
 
-    def handle_request(self, listener: Any, req: Any, client: Any, addr: Any) -> Any:
+    def handle_request(
+        self, listener: socket.socket, req: Request, client: socket.socket, addr: PeerAddress
+    ) -> bool:
         self._set_request(req, addr, self._proxy_header)
-        return super().handle_request(listener, req, client, addr)
+        return super().handle_request(listener, req, client, addr)  # type: ignore[arg-type]
 
 
 class ThreadWorker(_WSGIProxyWorker, gthread.ThreadWorker):
     """gunicorn's gthread worker, reading a PROXY header first (in the
     worker thread, right before gunicorn sets the connection up)."""
 
-    def enqueue_req(self, conn: Any) -> None:
+    def enqueue_req(self, conn: gthread.TConn) -> None:
         if not conn.initialized and "init" not in vars(conn):
             plain_init = conn.init
 
             def init() -> None:
-                conn.init = plain_init  # read once, however often init() is called
+                # Read once, however often init() is called.
+                conn.init = plain_init  # type: ignore[method-assign]
                 try:
-                    conn.client, conn.proxy_header = read_header(
-                        conn.sock, conn.client, self._proxy_policy
+                    # gunicorn's stub types client as what a listener's
+                    # accept() can give (for TCP, (host, port)) and knows
+                    # nothing of proxy_header, this module's attribute.
+                    conn.client, conn.proxy_header = read_header(  # type: ignore[assignment, attr-defined]
+                        conn.sock, conn.client, self._proxy_policy  # type: ignore[arg-type]
                     )
                 except (ProxyProtocolError, OSError) as exc:
                     # Counted and logged by the policy; gunicorn closes quietly.
                     raise StopIteration(str(exc)) from None
                 plain_init()
 
-            conn.init = init
+            conn.init = init  # type: ignore[method-assign]
         super().enqueue_req(conn)
 
-    def handle_request(self, req: Any, conn: Any) -> Any:
-        self._set_request(req, conn.client, getattr(conn, "proxy_header", None))
+    def handle_request(self, req: Request, conn: gthread.TConn) -> bool:
+        # (conn.client: see enqueue_req)
+        self._set_request(req, conn.client, getattr(conn, "proxy_header", None))  # type: ignore[arg-type]
         return super().handle_request(req, conn)
 
 
@@ -194,7 +253,7 @@ else:
     try:
         from .uvicorn import HttpToolsProtocol as _Preferred
     except ImportError:
-        _Preferred = H11Protocol  # type: ignore[misc, assignment]
+        _Preferred = H11Protocol  # type: ignore[misc]
 
     class UvicornWorker(_Checked, _UvicornWorker):  # type: ignore[misc]
         """uvicorn's gunicorn worker, reading a PROXY header first; TLS

@@ -18,18 +18,24 @@ import asyncio
 import contextlib
 import random
 import signal
-from collections.abc import Awaitable
-from typing import Any, Callable, Literal
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Literal
 
 from hypercorn.asyncio.lifespan import Lifespan
 from hypercorn.asyncio.statsd import StatsdLogger
 from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.asyncio.worker_context import WorkerContext
 from hypercorn.config import Config
+from hypercorn.typing import Framework
 from hypercorn.utils import repr_socket_addr, wrap_app
 
 from .aio import _header_reader
-from ._policy import Policy
+from ._policy import Policy, PolicyOptions
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from . import ProxyHeader
 
 __all__ = ["HEADER_KEY", "serve"]
 
@@ -41,19 +47,21 @@ _STREAM_LIMIT = 2**16
 
 
 async def serve(
-    app: Any,
+    app: Framework,
     config: Config,
     *,
-    shutdown_trigger: Callable[..., Awaitable[Any]] | None = None,
+    shutdown_trigger: Callable[[], Coroutine[Any, Any, object]] | None = None,
     mode: Literal["asgi", "wsgi"] | None = None,
-    **options: Any,
+    **options: Unpack[PolicyOptions],
 ) -> None:
     """Serve ``app`` as ``hypercorn.asyncio.serve`` does, each connection
     starting with a PROXY header.
 
     ``options`` are the policy options (``trusted``, ``on_untrusted``,
     ``policy``, ``validate``, ``timeout``, ``max_header_size``, ``v1``,
-    ``v2``, ``stats``; see ``pyproxyproto._policy.Policy``).
+    ``v2``, ``stats``; see ``pyproxyproto._policy.Policy``).  Unlike
+    hypercorn's, ``shutdown_trigger`` must return a coroutine (an ``async
+    def``): it runs as a task.
     """
     policy = Policy(**options)
     if config.quic_bind:
@@ -77,7 +85,7 @@ async def serve(
     context = WorkerContext(max_requests)
     connections: set[asyncio.Task[Any]] = set()
 
-    def serve_connection(header: Any) -> asyncio.StreamReaderProtocol:
+    def serve_connection(header: ProxyHeader | None) -> asyncio.StreamReaderProtocol:
         async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             task = asyncio.current_task()
             assert task is not None
@@ -123,7 +131,7 @@ async def serve(
             await lifespan_task
 
 
-def _signalled(loop: asyncio.AbstractEventLoop) -> Callable[[], Awaitable[Any]]:
+def _signalled(loop: asyncio.AbstractEventLoop) -> Callable[[], Coroutine[Any, Any, object]]:
     """A shutdown trigger that returns on SIGINT or SIGTERM."""
     event = asyncio.Event()
     for name in ("SIGINT", "SIGTERM"):

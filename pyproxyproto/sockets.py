@@ -11,7 +11,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from typing import Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from ._errors import (
     ConnectionClosed,
@@ -35,6 +35,9 @@ from ._policy import (
     timeout_message,
 )
 
+if TYPE_CHECKING:
+    from . import ProxyHeader
+
 __all__ = [
     "ProxyProtocolMixin",
     "UntrustedPeer",
@@ -52,7 +55,7 @@ def recv_header(
     max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
     v1: bool = True,
     v2: bool = True,
-) -> Any:
+) -> ProxyHeader:
     """Receive exactly one PROXY header from a connected stream socket.
 
     ``timeout`` bounds the whole header, however fragmented (None or inf:
@@ -69,7 +72,7 @@ def recv_header(
         raise HeaderTimeout(timeout_message(policy.timeout, len(taken))) from None
 
 
-def _receive(sock: socket.socket, policy: Policy, taken: bytearray) -> Any:
+def _receive(sock: socket.socket, policy: Policy, taken: bytearray) -> ProxyHeader:
     """The header, read exactly; ``taken`` holds what was received so far.
 
     Raises TimeoutError at the policy's deadline, ConnectionClosed,
@@ -130,7 +133,7 @@ def _recv_exactly(sock: socket.socket, n: int, into: bytearray, deadline: float 
 
 def _handshake(
     conn: socket.socket, peer: PeerAddress, policy: Policy, decision: Decision
-) -> tuple[Any, Any]:
+) -> tuple[PeerAddress, ProxyHeader | None]:
     """Read the header from an accepted connection as the policy decided;
     return (client, header).  Given up on: the policy counts and logs it,
     and its exception is raised."""
@@ -160,13 +163,13 @@ def handshake(
     trusted: Trusted | None = None,
     on_untrusted: Literal["reject", "ignore", "skip"] | None = None,
     policy: Callable[[PeerAddress], Decision] | None = None,
-    validate: Callable[[Any], object] | None = None,
+    validate: Callable[[ProxyHeader], object] | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
     max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
     v1: bool = True,
     v2: bool = True,
     stats: Stats | None = None,
-) -> tuple[Any, Any]:
+) -> tuple[PeerAddress, ProxyHeader | None]:
     """What ``accept`` does after accepting: ``(client_address, header)`` for
     ``conn``, accepted from ``peer`` by your own loop (call it in a thread of
     its own, so that a slow peer holds up nobody else).
@@ -187,13 +190,13 @@ def accept(
     trusted: Trusted | None = None,
     on_untrusted: Literal["reject", "ignore", "skip"] | None = None,
     policy: Callable[[PeerAddress], Decision] | None = None,
-    validate: Callable[[Any], object] | None = None,
+    validate: Callable[[ProxyHeader], object] | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
     max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
     v1: bool = True,
     v2: bool = True,
     stats: Stats | None = None,
-) -> tuple[socket.socket, Any, Any]:
+) -> tuple[socket.socket, PeerAddress, ProxyHeader | None]:
     """Accept a connection and read its header: ``(conn, client_address, header)``.
 
     ``client_address`` is the header's source, or the socket's peer for a
@@ -242,7 +245,7 @@ class ProxyProtocolMixin:
         trusted: Trusted | None = None,
         on_untrusted: Literal["reject", "ignore", "skip"] | None = None,
         policy: Callable[[PeerAddress], Decision] | None = None,
-        validate: Callable[[Any], object] | None = None,
+        validate: Callable[[ProxyHeader], object] | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
         max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
         v1: bool = True,
@@ -256,7 +259,7 @@ class ProxyProtocolMixin:
         )
         # Per request: the decision (made in the accept loop), then the header.
         self._proxy_decisions: dict[Any, Decision] = {}
-        self._proxy_headers: dict[Any, Any] = {}
+        self._proxy_headers: dict[object, ProxyHeader | None] = {}
         self._proxy_lock = threading.Lock()
         super().__init__(*args, **kwargs)
 
@@ -291,7 +294,7 @@ class ProxyProtocolMixin:
             with self._proxy_lock:
                 del self._proxy_headers[request]
 
-    def proxy_header(self, request: Any) -> Any:
+    def proxy_header(self, request: object) -> ProxyHeader | None:
         """The header read for ``request`` (the handler's ``self.request``)."""
         with self._proxy_lock:
             return self._proxy_headers.get(request)

@@ -39,7 +39,7 @@ from ._policy import (
 if TYPE_CHECKING:
     from typing import Literal
 
-    from tornado.httputil import HTTPServerRequest
+    from tornado.httputil import HTTPServerConnectionDelegate, HTTPServerRequest
 
     from . import ProxyHeader
 
@@ -57,9 +57,9 @@ class HTTPServer(tornado.httpserver.HTTPServer):
     Tornado sees it.
     """
 
-    def initialize(  # type: ignore[override]
+    def initialize(
         self,
-        request_callback: Any,
+        request_callback: HTTPServerConnectionDelegate | Callable[[HTTPServerRequest], None],
         *args: Any,
         ssl_options: dict[str, Any] | ssl.SSLContext | None = None,
         trusted: Trusted | None = None,
@@ -82,7 +82,7 @@ class HTTPServer(tornado.httpserver.HTTPServer):
         self.proxy_ssl_options = ssl_options
         super().initialize(request_callback, *args, **kwargs)
 
-    async def handle_stream(self, stream: IOStream, address: Any) -> None:  # type: ignore[override]
+    async def handle_stream(self, stream: IOStream, address: PeerAddress) -> None:  # type: ignore[override]
         policy = self.proxy_policy
         decision = policy.decide(address)
         client, header = address, None
@@ -101,8 +101,11 @@ class HTTPServer(tornado.httpserver.HTTPServer):
             return
         stream.proxy_header = header  # type: ignore[attr-defined]
         # Tornado reads only the host of an IP address; anything else
-        # (a UNIX header over TCP) leaves the socket's own peer.
-        super().handle_stream(stream, client if isinstance(client, tuple) else address)
+        # (a UNIX header over TCP) leaves the socket's own peer, as Tornado
+        # gave it (its annotation says tuple; a UNIX listener gives a str).
+        super().handle_stream(
+            stream, client if isinstance(client, tuple) else address  # type: ignore[arg-type]
+        )
 
 
 def proxy_header(request: HTTPServerRequest) -> ProxyHeader | None:

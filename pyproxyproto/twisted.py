@@ -16,17 +16,18 @@ take the endpoint as they take any other: ``daphne -e pyproxyproto:tcp:port=9080
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol, Union, cast
 
 from twisted.internet import interfaces
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
-from twisted.internet.endpoints import serverFromString
+from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint, serverFromString
 from twisted.plugin import IPlugin
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import directlyProvides, implementer, providedBy
 
 from ._errors import Incomplete, ProxyProtocolError
+from ._header import Address
 from ._policy import (
     ENV_MAX_HEADER_SIZE,
     ENV_ON_UNTRUSTED,
@@ -41,13 +42,15 @@ from ._policy import (
     Decision,
     PeerAddress,
     Policy,
+    PolicyOptions,
     options_from_env,
     policy_from_env,
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from twisted.internet.defer import Deferred
-    from twisted.internet.interfaces import IDelayedCall
     from twisted.python.failure import Failure
 
     from . import ProxyHeader
@@ -58,8 +61,65 @@ __all__ = [
     "ProxyProtocolServerParser",
 ]
 
+# Twisted declares its interfaces with zope.interface, which mypy checks only
+# with a plugin: calling a method of an interface-typed value is an error
+# without one.  Public signatures name Twisted's interfaces, as Twisted's do;
+# inside, each value is cast once to a Protocol that declares the calls made
+# on it here.
 
-def _peer_address(address: interfaces.IAddress) -> PeerAddress:
+#: What TLS after the header takes: an OpenSSL context factory or a server
+#: connection creator (the ``ssl:`` endpoint's ``CertificateOptions`` is both).
+_TLSOptions = Union[interfaces.IOpenSSLContextFactory, interfaces.IOpenSSLServerConnectionCreator]
+
+
+class _Transport(Protocol):
+    """The calls made on a connection's transport (an ITCPTransport)."""
+
+    def getPeer(self) -> interfaces.IAddress: ...
+    def getHost(self) -> interfaces.IAddress: ...
+    def loseConnection(self) -> None: ...
+    def abortConnection(self) -> None: ...
+
+
+class _DelayedCall(Protocol):
+    """The calls made on the header timer (an IDelayedCall)."""
+
+    def cancel(self) -> None: ...
+
+
+class _Clock(Protocol):
+    """The calls made on the reactor (an IReactorTime)."""
+
+    def callLater(self, delay: float, callable: Callable[[], None], /) -> _DelayedCall: ...
+
+
+class _ApplicationProtocol(Protocol):
+    """The calls made on the application's protocol (an IProtocol)."""
+
+    def makeConnection(self, transport: _HeaderProtocol, /) -> None: ...
+    def dataReceived(self, data: bytes, /) -> None: ...
+
+
+class _HalfCloseable(Protocol):
+    """The calls made on an application protocol that provides IHalfCloseableProtocol."""
+
+    def readConnectionLost(self) -> None: ...
+    def writeConnectionLost(self) -> None: ...
+
+
+class _ProtocolFactory(Protocol):
+    """The calls made on the application's factory (an IProtocolFactory)."""
+
+    def buildProtocol(self, addr: interfaces.IAddress, /) -> _ApplicationProtocol | None: ...
+
+
+class _Listener(Protocol):
+    """The call made on the endpoint that listens (an IStreamServerEndpoint)."""
+
+    def listen(self, protocolFactory: ProxyProtocolFactory, /) -> Deferred[interfaces.IListeningPort]: ...
+
+
+def _peer_address(address: object) -> PeerAddress:
     """A Twisted address as getpeername() gives it, for the policy."""
     if isinstance(address, (IPv4Address, IPv6Address)):
         return (address.host, address.port)
@@ -68,13 +128,18 @@ def _peer_address(address: interfaces.IAddress) -> PeerAddress:
     return None
 
 
-def _twisted_address(address: Any) -> interfaces.IAddress:
+def _twisted_address(address: Address) -> interfaces.IAddress:
     """A header's address as Twisted reports addresses."""
+    twisted_address: IPv4Address | IPv6Address | UNIXAddress
     if isinstance(address, tuple):
         if ":" in address[0]:
-            return IPv6Address("TCP", *address)
-        return IPv4Address("TCP", address[0], address[1])
-    return UNIXAddress(address)
+            twisted_address = IPv6Address("TCP", *address)
+        else:
+            twisted_address = IPv4Address("TCP", address[0], address[1])
+    else:
+        twisted_address = UNIXAddress(address)
+    # The address classes are @implementer(IAddress) (see the note above).
+    return cast(interfaces.IAddress, twisted_address)
 
 
 @implementer(interfaces.IHalfCloseableProtocol)
@@ -83,28 +148,31 @@ class _HeaderProtocol(ProtocolWrapper):
     client and hands it the connection and the bytes after the header."""
 
     factory: ProxyProtocolFactory
-    wrappedProtocol: Any
+    wrappedProtocol: _ApplicationProtocol | None  # type: ignore[assignment]
+    _transport: _Transport
 
     def __init__(self, factory: ProxyProtocolFactory) -> None:
+        # The application's protocol is built once the header is read.
         super().__init__(factory, None)  # type: ignore[arg-type]
         self._peer: PeerAddress = None
         self._decision: Decision = REJECT
         self._data = b""
         self._needed = 0
-        self._timer: IDelayedCall | None = None
+        self._timer: _DelayedCall | None = None
         self._gave_up = False
         self._source: interfaces.IAddress | None = None
         self._destination: interfaces.IAddress | None = None
         self.proxy_header: ProxyHeader | None = None
 
-    def makeConnection(self, transport: Any) -> None:
+    def makeConnection(self, transport: interfaces.ITransport) -> None:
         # Not ProtocolWrapper's: the wrapped protocol waits for the header.
         directlyProvides(self, providedBy(transport), interfaces.IHalfCloseableProtocol)
-        self.factory.registerProtocol(self)
+        self.factory.registerProtocol(self)  # type: ignore[no-untyped-call]
         self.connected = 1
         self.transport = transport
+        self._transport = cast(_Transport, transport)
         policy = self.factory.policy
-        self._peer = _peer_address(transport.getPeer())
+        self._peer = _peer_address(self._transport.getPeer())
         self._decision = policy.decide(self._peer)
         if self._decision == REJECT:
             policy.refuse_peer(self._peer)
@@ -138,7 +206,7 @@ class _HeaderProtocol(ProtocolWrapper):
         except ProxyProtocolError:  # refused by validate: counted and logged
             self._give_up()
             return
-        if believed is not None and believed.source is not None:
+        if believed is not None and believed.source is not None and believed.destination is not None:
             self._source = _twisted_address(believed.source)
             self._destination = _twisted_address(believed.destination)
         self.proxy_header = believed
@@ -146,9 +214,10 @@ class _HeaderProtocol(ProtocolWrapper):
 
     def _hand_over(self, rest: bytes) -> None:
         self._data = b""
-        protocol = self.factory.wrappedFactory.buildProtocol(self.getPeer())
+        wrapped_factory = cast(_ProtocolFactory, self.factory.wrappedFactory)
+        protocol = wrapped_factory.buildProtocol(self.getPeer())
         if protocol is None:
-            self.transport.loseConnection()
+            self._transport.loseConnection()
             return
         self.wrappedProtocol = protocol
         protocol.makeConnection(self)
@@ -168,14 +237,14 @@ class _HeaderProtocol(ProtocolWrapper):
     def _give_up(self) -> None:
         self._gave_up = True
         self._cancel_timer()
-        self.transport.abortConnection()
+        self._transport.abortConnection()
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
         self._cancel_timer()
         if self.wrappedProtocol is not None:
-            super().connectionLost(reason)
+            super().connectionLost(reason)  # type: ignore[no-untyped-call]
             return
-        self.factory.unregisterProtocol(self)
+        self.factory.unregisterProtocol(self)  # type: ignore[no-untyped-call]
         if not self._gave_up:
             self.factory.policy.closed_early(
                 self._peer, len(self._data), self._needed, reason.value
@@ -190,46 +259,50 @@ class _HeaderProtocol(ProtocolWrapper):
                 policy.closed_early(self._peer, len(self._data), self._needed)
                 self._give_up()
         elif interfaces.IHalfCloseableProtocol.providedBy(inner):
-            inner.readConnectionLost()
+            cast(_HalfCloseable, inner).readConnectionLost()
         else:
-            self.transport.loseConnection()
+            self._transport.loseConnection()
 
     def writeConnectionLost(self) -> None:
         inner = self.wrappedProtocol
         if inner is not None and interfaces.IHalfCloseableProtocol.providedBy(inner):
-            inner.writeConnectionLost()
+            cast(_HalfCloseable, inner).writeConnectionLost()
         else:
-            self.transport.loseConnection()
+            self._transport.loseConnection()
 
     def getPeer(self) -> interfaces.IAddress:
-        return self._source or self.transport.getPeer()
+        return self._source or self._transport.getPeer()
 
     def getHost(self) -> interfaces.IAddress:
-        return self._destination or self.transport.getHost()
+        return self._destination or self._transport.getHost()
 
 
-class ProxyProtocolFactory(WrappingFactory):
+class ProxyProtocolFactory(WrappingFactory[_HeaderProtocol]):
     """Wrap a server factory: each connection's header is read first, then
     ``wrappedFactory.buildProtocol`` is called with the header's client.
-    With ``tls`` (an OpenSSL context factory) TLS starts after the header."""
+    With ``tls`` (an OpenSSL context factory) TLS starts after the header.
+    ``reactor`` (the global one by default) times the header."""
 
-    protocol = _HeaderProtocol  # type: ignore[assignment]
+    protocol = _HeaderProtocol
 
     def __init__(
         self,
-        wrappedFactory: Any,
+        wrappedFactory: interfaces.IProtocolFactory,
         policy: Policy,
         *,
-        tls: Any = None,
-        reactor: Any = None,
+        tls: _TLSOptions | None = None,
+        reactor: interfaces.IReactorTime | None = None,
     ) -> None:
+        inner: object = wrappedFactory
         if tls is not None:
-            wrappedFactory = TLSMemoryBIOFactory(tls, False, wrappedFactory)
-        super().__init__(wrappedFactory)
+            inner = TLSMemoryBIOFactory(tls, False, wrappedFactory)
+        super().__init__(inner)  # type: ignore[no-untyped-call]
         if reactor is None:
-            from twisted.internet import reactor
+            from twisted.internet import reactor as global_reactor
+
+            reactor = cast(interfaces.IReactorTime, global_reactor)
         self.policy = policy
-        self.reactor = reactor
+        self.reactor = cast(_Clock, reactor)
 
     def buildProtocol(self, addr: interfaces.IAddress) -> _HeaderProtocol:  # type: ignore[override]
         return _HeaderProtocol(self)
@@ -246,17 +319,26 @@ class ProxyProtocolServerEndpoint:
     ``endpoint`` listens, ``policy`` decides, ``tls`` (an OpenSSL context
     factory) if given starts TLS after the header."""
 
-    def __init__(self, endpoint: Any, policy: Policy, *, tls: Any = None, reactor: Any = None):
+    def __init__(
+        self,
+        endpoint: interfaces.IStreamServerEndpoint,
+        policy: Policy,
+        *,
+        tls: _TLSOptions | None = None,
+        reactor: interfaces.IReactorTime | None = None,
+    ) -> None:
         self.endpoint = endpoint
         self.policy = policy
         self.tls = tls
         self.reactor = reactor
 
-    def listen(self, protocolFactory: Any) -> Deferred[Any]:
+    def listen(
+        self, protocolFactory: interfaces.IProtocolFactory
+    ) -> Deferred[interfaces.IListeningPort]:
         factory = ProxyProtocolFactory(
             protocolFactory, self.policy, tls=self.tls, reactor=self.reactor
         )
-        return self.endpoint.listen(factory)
+        return cast(_Listener, self.endpoint).listen(factory)
 
 
 # Endpoint-string arguments for the policy, as the PYPROXYPROTO_* variables
@@ -280,7 +362,7 @@ class ProxyProtocolServerParser:
     prefix = "pyproxyproto"
 
     def parseStreamServer(
-        self, reactor: Any, *args: str, **kwargs: str
+        self, reactor: interfaces.IReactorTime, *args: str, **kwargs: str
     ) -> ProxyProtocolServerEndpoint:
         if not args or args[0] not in ("tcp", "ssl"):
             raise ValueError(
@@ -293,20 +375,26 @@ class ProxyProtocolServerParser:
             for name in list(kwargs)
             if name in _POLICY_ARGUMENTS
         }
-        overrides: dict[str, Any] = dict(options_from_env(given))
+        overrides: PolicyOptions = options_from_env(given)
         if given.get(ENV_TRUSTED, "").strip() == "*":
             overrides["trusted"] = None  # every peer, whatever the environment says
         policy = policy_from_env(**overrides)
-        inner = serverFromString(reactor, _unparse(kind, rest, kwargs))
+        inner: interfaces.IStreamServerEndpoint = serverFromString(  # type: ignore[no-untyped-call]
+            reactor, _unparse(kind, rest, kwargs)
+        )
         if kind == "tcp":
             return ProxyProtocolServerEndpoint(inner, policy, reactor=reactor)
         # ssl: listen on plain TCP with ssl:'s port, interface and backlog,
         # and start TLS with its certificate after the header.
-        from twisted.internet.endpoints import TCP4ServerEndpoint
-
-        tcp = TCP4ServerEndpoint(reactor, inner._port, inner._backlog, inner._interface)
+        ssl = cast(SSL4ServerEndpoint, inner)
+        tcp = TCP4ServerEndpoint(  # type: ignore[no-untyped-call]
+            reactor, ssl._port, ssl._backlog, ssl._interface
+        )
         return ProxyProtocolServerEndpoint(
-            tcp, policy, tls=inner._sslContextFactory, reactor=reactor
+            cast(interfaces.IStreamServerEndpoint, tcp),
+            policy,
+            tls=ssl._sslContextFactory,
+            reactor=reactor,
         )
 
 

@@ -21,13 +21,18 @@ from __future__ import annotations
 import asyncio
 import os
 import ssl as _ssl
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from uvicorn.config import Config
 from uvicorn.protocols.http import h11_impl
 
 from .aio import _header_reader
 from ._policy import Policy, policy_from_env
+
+if TYPE_CHECKING:
+    from uvicorn.server import ServerState
+
+    from . import ProxyHeader
 
 __all__ = ["HEADER_KEY", "H11Protocol", "configure"]
 
@@ -76,10 +81,10 @@ def _ssl_from_env() -> _ssl.SSLContext | None:
 
 
 def _make_protocol(
-    header: Any,
+    header: ProxyHeader | None,
     cls: type,
     config: Config,
-    server_state: Any,
+    server_state: ServerState,
     app_state: dict[str, Any],
     _loop: asyncio.AbstractEventLoop | None,
 ) -> asyncio.BaseProtocol:
@@ -102,7 +107,7 @@ class _ProxiedHTTP:
     def __new__(
         cls,
         config: Config,
-        server_state: Any,
+        server_state: ServerState,
         app_state: dict[str, Any],
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> Any:

@@ -193,3 +193,34 @@ def test_uvicorn_skip_serves_untrusted_peers_as_themselves():
         _, report = request(port, b"")
         assert report["client"][0] == "127.0.0.1"
         assert report["header"] is None
+
+
+def test_gunicorn_proxy_protocol_info(backend):
+    """gunicorn's PROXY_* / REMOTE_* keys for every kind of header, without a server."""
+    require_module("gunicorn")
+    from pyproxyproto.gunicorn import proxy_protocol_info
+
+    peer = ("127.0.0.1", 40000)
+    v4 = backend.parse(pp.build(("192.0.2.1", 1234), ("198.51.100.2", 443)))
+    assert proxy_protocol_info(peer, v4) == {
+        "proxy_protocol": "TCP4", "client_addr": "192.0.2.1", "client_port": 1234,
+        "proxy_addr": "198.51.100.2", "proxy_port": 443}
+    v6 = backend.parse(pp.build(("2001:db8::1", 1234, 0, 0), ("2001:db8::2", 443, 0, 0)))
+    assert proxy_protocol_info(peer, v6) == {
+        "proxy_protocol": "TCP6", "client_addr": "2001:db8::1", "client_port": 1234,
+        "proxy_addr": "2001:db8::2", "proxy_port": 443}
+    # Without addresses REMOTE_* stay the peer's, whatever kind of address it is.
+    local = backend.parse(pp.build())
+    assert proxy_protocol_info(peer, local) == {
+        "proxy_protocol": "LOCAL", "client_addr": "127.0.0.1", "client_port": 40000,
+        "proxy_addr": None, "proxy_port": None}
+    unknown = backend.parse(pp.build(version=1))
+    assert proxy_protocol_info("/run/app.sock", unknown) == {
+        "proxy_protocol": "UNKNOWN", "client_addr": "/run/app.sock", "client_port": None,
+        "proxy_addr": None, "proxy_port": None}
+    # A UNIX-family header: its paths, no ports (not a path's characters as host and port).
+    unix = backend.parse(pp.build("/run/client.sock", "/run/server.sock"))
+    assert proxy_protocol_info(peer, unix) == {
+        "proxy_protocol": "UNIX", "client_addr": "/run/client.sock", "client_port": None,
+        "proxy_addr": "/run/server.sock", "proxy_port": None}
+    assert proxy_protocol_info(peer, None) is None

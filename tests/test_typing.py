@@ -73,6 +73,83 @@ EXPECTED = [
 ]
 
 
+# The integrations a user calls, as a user's script sees them.  Imports are
+# followed silently, as for an installed package: only the script's own
+# lines may have errors.
+INTEGRATIONS_SCRIPT = textwrap.dedent(
+    """
+    import socket
+    import socketserver
+
+    from anyio.abc import ByteStream
+
+    import pyproxyproto as pp
+    from pyproxyproto import sockets
+    from pyproxyproto.anyio import ProxyProtocolAttribute, ProxyProtocolListener
+
+
+    def serve(listener: socket.socket) -> None:
+        conn, client, header = sockets.accept(listener, trusted="10.0.0.0/8")
+        reveal_type(conn)
+        reveal_type(client)
+        reveal_type(header)
+        reveal_type(sockets.recv_header(conn))
+        reveal_type(sockets.handshake(conn, client))
+
+
+    class Server(sockets.ProxyProtocolMixin, socketserver.ThreadingTCPServer):
+        pass
+
+
+    def handler_header(server: Server, request: socket.socket) -> None:
+        reveal_type(server.proxy_header(request))
+
+
+    async def handle(stream: ByteStream, listener: ProxyProtocolListener) -> None:
+        reveal_type(ProxyProtocolAttribute.header)
+        reveal_type(ProxyProtocolAttribute.proxy_address)
+        reveal_type(stream.extra(ProxyProtocolAttribute.header))
+        reveal_type(await listener.handshake(stream))
+
+
+    reveal_type(pp.Stats().as_dict())
+    sockets.recv_header(socket.socket(), timeout="5")
+    """
+)
+
+ADDRESS = (
+    "tuple[builtins.str, builtins.int] | tuple[builtins.str, builtins.int, builtins.int, "
+    "builtins.int] | builtins.str | builtins.bytes | None"
+)
+HEADER = "pyproxyproto._parser_py.ProxyHeader"
+
+INTEGRATIONS_EXPECTED = [
+    "socket.socket",
+    ADDRESS,
+    f"{HEADER} | None",
+    HEADER,
+    f"tuple[{ADDRESS}, {HEADER} | None]",
+    f"{HEADER} | None",
+    f"{HEADER} | None",
+    ADDRESS,
+    f"{HEADER} | None",
+    "pyproxyproto.anyio.ProxyProtocolStream",
+    "builtins.dict[builtins.str, builtins.int]",
+]
+
+AIO_SCRIPT = textwrap.dedent(
+    """
+    import asyncio
+
+    from pyproxyproto import aio
+
+
+    async def handle(reader: asyncio.StreamReader) -> None:
+        reveal_type(await aio.read_header(reader))
+    """
+)
+
+
 def _mypy():
     try:
         import mypy.api  # noqa: F401
@@ -91,15 +168,16 @@ def _run(args, cwd):
     return out.returncode, out.stdout + out.stderr
 
 
-def test_user_script_sees_precise_types(tmp_path):
+def _check_script(tmp_path, text, *options):
+    """mypy --strict on a user's script: (revealed types, error lines, output, exit code)."""
     _mypy()
     script = tmp_path / "user.py"
-    script.write_text(USER_SCRIPT)
+    script.write_text(text)
     package_root = os.path.dirname(os.path.dirname(pyproxyproto.__file__))
     env_path = os.environ.get("MYPYPATH")
     os.environ["MYPYPATH"] = package_root
     try:
-        code, output = _run([str(script)], str(tmp_path))
+        code, output = _run([*options, str(script)], str(tmp_path))
     finally:
         if env_path is None:
             os.environ.pop("MYPYPATH")
@@ -108,13 +186,43 @@ def test_user_script_sees_precise_types(tmp_path):
     # mypy releases differ in whether they spell out "builtins.".
     revealed = [line.split('Revealed type is "', 1)[1].rstrip('"').replace("builtins.", "")
                 for line in output.splitlines() if "Revealed type is" in line]
-    assert revealed == [t.replace("builtins.", "") for t in EXPECTED], output
-    assert not any("Any" in t for t in revealed if not t.startswith("dict[str, Any]")), output
     errors = [line for line in output.splitlines() if ": error:" in line]
+    return revealed, errors, output, code
+
+
+def _plain(types):
+    return [t.replace("builtins.", "") for t in types]
+
+
+def test_user_script_sees_precise_types(tmp_path):
+    revealed, errors, output, code = _check_script(tmp_path, USER_SCRIPT)
+    assert revealed == _plain(EXPECTED), output
+    assert not any("Any" in t for t in revealed if not t.startswith("dict[str, Any]")), output
     # Exactly one error: the str handed to parse().
     assert len(errors) == 1, output
     assert 'Argument 1 to "parse" has incompatible type "str"' in errors[0], output
     assert code == 1
+
+
+def test_integrations_give_users_precise_types(tmp_path):
+    revealed, errors, output, code = _check_script(
+        tmp_path, INTEGRATIONS_SCRIPT, "--follow-imports=silent"
+    )
+    assert revealed == _plain(INTEGRATIONS_EXPECTED), output
+    assert not any("Any" in t for t in revealed), output
+    # Exactly one error: the str timeout handed to recv_header().
+    assert len(errors) == 1, output
+    assert 'Argument "timeout" to "recv_header" has incompatible type "str"' in errors[0], output
+    assert code == 1
+
+
+@pytest.mark.xfail(reason="aio.read_header is annotated -> Any (aio.py, owned elsewhere)")
+def test_aio_read_header_gives_a_precise_type(tmp_path):
+    revealed, errors, output, code = _check_script(
+        tmp_path, AIO_SCRIPT, "--follow-imports=silent"
+    )
+    assert revealed == [HEADER], output
+    assert code == 0, output
 
 
 def test_package_is_clean_under_mypy_strict():
@@ -125,5 +233,20 @@ def test_package_is_clean_under_mypy_strict():
     files = [os.path.join("pyproxyproto", name) for name in (
         "__init__.py", "_header.py", "_parser_py.py", "_parser_c.pyi", "_build.py",
         "_constants.py", "_inet.py", "_errors.py", "_crc32c.py", "_backend.py")]
+    code, output = _run(["--follow-imports=silent", *files], package_root)
+    assert code == 0, output
+
+
+def test_integrations_are_clean_under_mypy_strict():
+    # With pyproject.toml's [tool.mypy] (untyped third-party modules) and
+    # the typing extra's stubs (types-gunicorn).
+    _mypy()
+    package_root = os.path.dirname(os.path.dirname(pyproxyproto.__file__))
+    if not os.path.exists(os.path.join(package_root, "pyproject.toml")):
+        pytest.skip("needs the source checkout")
+    files = [os.path.join("pyproxyproto", name) for name in (
+        "_policy.py", "sockets.py", "anyio.py", "gunicorn.py", "hypercorn.py",
+        "tornado.py", "sanic.py", "uvicorn.py", "twisted.py")]
+    files.append(os.path.join("twisted", "plugins", "pyproxyproto_endpoint.py"))
     code, output = _run(["--follow-imports=silent", *files], package_root)
     assert code == 0, output
