@@ -10,7 +10,7 @@ import signal
 import socket
 import sys
 import threading
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from . import BACKEND, Command, ProxyProtocolError, __version__, build, parse
 from ._constants import PP2_TYPE_ALPN, PP2_TYPE_AUTHORITY, PP2_TYPE_UNIQUE_ID
@@ -421,8 +421,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    run: Callable[[argparse.Namespace], int] = args.run
     try:
-        return args.run(args)
+        return run(args)
     except UsageError as exc:
         parser.exit(EXIT_USAGE, f"pyproxyproto {args.command}: {exc}\n")
     except BrokenPipeError:

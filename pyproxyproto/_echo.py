@@ -20,7 +20,7 @@ import socket
 import socketserver
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from ._constants import V2_SIGNATURE
@@ -226,12 +226,14 @@ class PlainEchoServer(http.server.ThreadingHTTPServer):
         info = socket.getaddrinfo(address[0], address[1], type=socket.SOCK_STREAM,
                                   flags=socket.AI_PASSIVE)
         self.address_family, _, _, _, sockaddr = info[0]
-        super().__init__(sockaddr, EchoHandler, **kwargs)
+        # A SOCK_STREAM lookup gives AF_INET or AF_INET6 addresses only.
+        super().__init__(cast("tuple[str, int]", sockaddr), EchoHandler, **kwargs)
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind would do a reverse DNS lookup of the address.
         socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
+        host, self.server_port = self.server_address[:2]
+        self.server_name = host if isinstance(host, str) else bytes(host).decode()
 
 
 class ProxyEchoServer(ProxyProtocolMixin, PlainEchoServer):
