@@ -54,6 +54,7 @@ def load(directory: str) -> dict[str, Any]:
         "options": parse["benchmarks"][0]["options"] if parse["benchmarks"] else {},
         "passes": parse.get("passes", 1),
         "accept": read("accept.json"),
+        "servers": read("servers.json"),
         "callgrind": read("callgrind.json"),
         "env": read("env.json") or {},
     }
@@ -316,6 +317,28 @@ def render(directory: str) -> str:
                          "wrapped / plain CPU (median, range)", "busy",
                          "load generator CPU / conn", "connections", "errors"], rows)
 
+    # -- real servers ------------------------------------------------------------------
+    srv = data["servers"]
+    if srv and "results" in srv:
+        add("## Real servers: uvicorn with and without `pyproxyproto.uvicorn`")
+        add("")
+        add(f"`python -m bench.servers` ({srv['command']}): one uvicorn worker serving a tiny "
+            f"ASGI app on 127.0.0.1, `--http h11` / `httptools` against "
+            f"`pyproxyproto.uvicorn:H11Protocol` / `HttpToolsProtocol` (every connection "
+            f"starts with a PROXY v2 header); load from {srv['clients']} client processes, "
+            f"{srv['duration_s']:g} s per run, {srv['rounds']} rounds alternating baseline and "
+            f"integration. keepalive: one connection per client, requests on it; connect: a new "
+            f"connection (and header) per request. Kept = median of the per-round ratios "
+            f"(target, issue 9: >= 95 %).")
+        add("")
+        rows = []
+        for name, e in srv["results"].items():
+            rows.append([f"`{name}`", f"{e['baseline_rps']:,.0f}", f"{e['pyproxyproto_rps']:,.0f}",
+                         f"**{100 * e['ratio']:.1f} %**",
+                         ", ".join(f"{100 * r:.0f}" for r in e.get("ratios", []))])
+        lines += _table(["server, load", "baseline req/s", "with pyproxyproto req/s",
+                         "kept (median)", "per-round kept %"], rows)
+
     # -- capabilities ------------------------------------------------------------------
     probes = env.get("probes", {})
     if probes:
@@ -382,7 +405,8 @@ def render(directory: str) -> str:
     add("- **Twisted**: what `HAProxyProtocolWrapper.dataReceived` does for a new connection: "
         "choose `V2Parser`/`V1Parser` from the first bytes, make one, `feed(data)`.")
     add("")
-    add("Raw data: `parse.json` (pytest-benchmark), `accept.json`, `callgrind.json`, `env.json` "
+    add("Raw data: `parse.json` (pytest-benchmark), `accept.json`, `servers.json`, "
+        "`callgrind.json`, `env.json` "
         "beside this file. Regenerate everything with `python -m bench`; re-render this file "
         "from them with `python -m bench --report-only`.")
     add("")

@@ -144,13 +144,16 @@ def main(argv: list[str] | None = None) -> dict:
                 ratios.append(o / b)
             entry = {"baseline_rps": statistics.median(base),
                      "pyproxyproto_rps": statistics.median(ours),
-                     "ratio": statistics.median(ratios)}
+                     "ratio": statistics.median(ratios), "ratios": ratios}
             results[f"uvicorn-{name}-{shape}"] = entry
             print(f"uvicorn {name:9} {shape:9}  baseline {entry['baseline_rps']:8.0f} req/s  "
                   f"with pyproxyproto {entry['pyproxyproto_rps']:8.0f} req/s  "
                   f"kept {100 * entry['ratio']:5.1f} %", flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        summary = {"command": "python -m bench.servers " + " ".join(argv or sys.argv[1:]),
+                   "clients": args.clients, "duration_s": args.duration, "rounds": args.rounds,
+                   "results": results}
+        Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
     return results
 
 

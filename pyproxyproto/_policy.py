@@ -437,7 +437,11 @@ class Policy:
     def decide(self, peer: PeerAddress) -> Decision:
         """What to do with a new connection from ``peer``."""
         if self.policy is None:
-            return REQUIRE if self.trusts(peer) else self.on_untrusted
+            # trusts(), inline: this runs for every connection.
+            networks = self.networks
+            if networks is None or (peer[0] if isinstance(peer, tuple) else peer) in networks:
+                return REQUIRE
+            return self.on_untrusted
         try:
             decision = self.policy(peer)
         except Exception:
@@ -467,7 +471,8 @@ class Policy:
             if exc.needed > self.max_header_size:
                 raise self._too_large(exc.needed) from None
             raise
-        self.check_length(header.length)
+        if header.length > self.max_header_size:
+            raise self._too_large(header.length)
         return header
 
     def check_length(self, length: int) -> None:
@@ -497,16 +502,48 @@ class Policy:
             self._count("accepted")
             return peer, None
         if self.validate is not None:
-            try:
-                self.validate(header)
-            except Exception as exc:
-                self._count("rejected_by_validator")
-                reason = f"PROXY header refused by the validator: {exc!r}"
-                log_rejection("closed connection", peer, reason)
-                raise HeaderRejected(reason, header) from exc
+            self._validate(header, peer)
         self._count("accepted")
         source = header.source
         return (peer if source is None else source), header
+
+    def take(
+        self, data: Any, peer: PeerAddress, decision: Decision
+    ) -> tuple[ProxyHeader, ProxyHeader | None]:
+        """``parse(data)`` then ``accept()``, as one call: ``(header,
+        header_or_None)``, the second None when the header is not believed
+        ("ignore").  Raises what they raise, counted and logged as they do.
+
+        The same steps as those two, written out: an accept loop calls this
+        for every connection, and each Python call saved counts there.
+        """
+        try:
+            header = parse(data, v1=self.v1, v2=self.v2)
+        except Incomplete as exc:
+            if exc.needed > self.max_header_size:
+                raise self._too_large(exc.needed) from None
+            raise
+        if header.length > self.max_header_size:
+            raise self._too_large(header.length)
+        believed: ProxyHeader | None = None
+        if decision != IGNORE:
+            if self.validate is not None:
+                self._validate(header, peer)
+            believed = header
+        stats = self.stats
+        if stats is not None:
+            stats.count("accepted")
+        return header, believed
+
+    def _validate(self, header: ProxyHeader, peer: PeerAddress) -> None:
+        assert self.validate is not None
+        try:
+            self.validate(header)
+        except Exception as exc:
+            self._count("rejected_by_validator")
+            reason = f"PROXY header refused by the validator: {exc!r}"
+            log_rejection("closed connection", peer, reason)
+            raise HeaderRejected(reason, header) from exc
 
     def skipped(self) -> None:
         """A peer served without a header ("skip")."""

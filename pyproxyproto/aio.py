@@ -14,7 +14,8 @@ import asyncio
 import logging
 import ssl as _ssl
 import sys
-from asyncio import sslproto
+from asyncio import selector_events, sslproto
+from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from . import parse
@@ -231,56 +232,57 @@ class _Server:
         # One per event loop with connections waiting for their header.
         self.sweepers: dict[asyncio.AbstractEventLoop, _Sweeper] = {}
 
-    def sweeper(self) -> _Sweeper:
-        loop = asyncio.get_running_loop()
-        sweeper = self.sweepers.get(loop)
-        if sweeper is None:
-            sweeper = self.sweepers[loop] = _Sweeper(loop, self.policy.timeout or 0.0, self)
+    def start_sweeper(self, loop: asyncio.AbstractEventLoop) -> _Sweeper:
+        assert self.policy.timeout is not None
+        sweeper = self.sweepers[loop] = _Sweeper(loop, self.policy.timeout, self)
         return sweeper
+
+
+# How many sweeps a header timeout is cut into (see _Sweeper).
+_TICKS = 10
 
 
 class _Sweeper:
     """The header deadlines of one server's connections on one event loop.
 
-    A timer per connection costs more than the rest of the wrapper, so the
-    connections waiting for their header are kept in one dict in arrival
-    order (so in deadline order: they share the timeout) and a single timer
-    is set for the earliest deadline.  It is not moved when that connection
-    finishes early: it fires, finds the new earliest deadline and re-arms.
+    A timer per connection, or even a clock reading per connection, costs
+    more than the rest of the wrapper.  So time is cut into ticks of
+    ``timeout / _TICKS``: a connection is put in the current tick's bucket
+    (a dict insertion) and taken out when its header is complete (a
+    deletion).  One timer sweeps every tick while connections wait: it
+    closes the current bucket and expires the bucket closed ``_TICKS``
+    sweeps ago, whose connections were accepted at least ``timeout`` ago.
+    So a connection is closed between ``timeout`` and ``timeout * (1 +
+    1 / _TICKS)`` after it was accepted (later only if the loop is busy),
+    never before.  With nothing waiting, the sweeper stops and forgets
+    itself; the next connection starts a new one.
     """
 
-    __slots__ = ("_loop", "_timeout", "_server", "_pending", "_handle")
+    __slots__ = ("bucket", "_loop", "_tick", "_server", "_closed", "_handle")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float, server: _Server) -> None:
+        self.bucket: dict[_HeaderProtocol, None] = {}  # connections accepted this tick
         self._loop = loop
-        self._timeout = timeout
+        self._tick = timeout / _TICKS
         self._server = server
-        self._pending: dict[_HeaderProtocol, float] = {}
-        self._handle: asyncio.TimerHandle | None = None
-
-    def add(self, protocol: _HeaderProtocol) -> None:
-        deadline = self._loop.time() + self._timeout
-        self._pending[protocol] = deadline
-        if self._handle is None:
-            self._handle = self._loop.call_at(deadline, self._sweep)
-
-    def discard(self, protocol: _HeaderProtocol) -> None:
-        self._pending.pop(protocol, None)
+        # The buckets of the last _TICKS sweeps, oldest first.
+        self._closed: deque[dict[_HeaderProtocol, None]] = deque()
+        self._handle = loop.call_later(self._tick, self._sweep)
 
     def _sweep(self) -> None:
-        self._handle = None
-        pending = self._pending
-        now = self._loop.time()
-        while pending:
-            protocol, deadline = next(iter(pending.items()))
-            if deadline > now:
-                self._handle = self._loop.call_at(deadline, self._sweep)
-                return
-            del pending[protocol]
-            protocol.expire()
-        # Idle: forget this loop (it may be closed for good); the next
-        # connection on it starts a new sweeper.
-        self._server.sweepers.pop(self._loop, None)
+        closed = self._closed
+        closed.append(self.bucket)
+        self.bucket = {}
+        if len(closed) > _TICKS:
+            expired = closed.popleft()
+            for protocol in list(expired):
+                protocol.expire()
+        if any(closed):
+            self._handle = self._loop.call_later(self._tick, self._sweep)
+        else:
+            # Idle: forget this loop (it may be closed for good); the next
+            # connection on it starts a new sweeper.
+            self._server.sweepers.pop(self._loop, None)
 
 
 class _HeaderProtocol(asyncio.Protocol):
@@ -292,7 +294,7 @@ class _HeaderProtocol(asyncio.Protocol):
 
     __slots__ = (
         "_server", "_args", "_kwargs", "_transport", "_peer", "_decision", "_buffer",
-        "_needed", "_sweeper", "_done",
+        "_needed", "_bucket", "_done",
     )
 
     def __init__(self, server: _Server, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -301,7 +303,7 @@ class _HeaderProtocol(asyncio.Protocol):
         self._kwargs = kwargs
         self._buffer: bytearray | None = None
         self._needed = 0  # the length the parser last asked for
-        self._sweeper: _Sweeper | None = None
+        self._bucket: dict[_HeaderProtocol, None] | None = None  # the sweeper's, while waiting
         self._done = False
 
     def connection_made(self, transport: Any) -> None:
@@ -319,8 +321,12 @@ class _HeaderProtocol(asyncio.Protocol):
             policy.skipped()
             self._start_inner(transport, None)
         elif policy.timeout is not None:
-            sweeper = self._sweeper = server.sweeper()
-            sweeper.add(self)
+            loop = asyncio.get_running_loop()
+            sweeper = server.sweepers.get(loop)
+            if sweeper is None:
+                sweeper = server.start_sweeper(loop)
+            bucket = self._bucket = sweeper.bucket
+            bucket[self] = None
 
     def data_received(self, data: bytes) -> None:
         buffer: Any
@@ -333,28 +339,54 @@ class _HeaderProtocol(asyncio.Protocol):
                 return  # a long v2 header still arriving: nothing to decide yet
         policy = self._server.policy
         try:
-            header = policy.parse(buffer)
+            header, believed = policy.take(buffer, self._peer, self._decision)
         except Incomplete as exc:
             self._needed = exc.needed
             if self._buffer is None:
                 self._buffer = bytearray(data)
+            return
+        except HeaderRejected:  # counted and logged by the policy
+            self._finish()
+            self._transport.close()
             return
         except ProxyProtocolError as exc:
             self._finish()
             policy.refuse_header(self._peer, exc)
             self._transport.close()
             return
-        self._finish()
-        try:
-            _, believed = policy.accept(header, self._peer, self._decision)
-        except HeaderRejected:  # counted and logged by the policy
-            self._transport.close()
+        self._done = True
+        bucket = self._bucket
+        if bucket is not None:
+            del bucket[self]
+            self._bucket = None
+        transport = self._transport
+        length = header.length
+        if type(transport) is _DIRECT_TRANSPORT and type(transport._extra) is dict:
+            # asyncio's own transport: it reports the header's addresses
+            # itself, and the inner protocol talks to it directly.
+            extra = transport._extra
+            extra["proxy_header"] = believed
+            extra["proxy_peername"] = self._peer
+            if believed is not None:
+                source = believed.source
+                if source is not None:  # not LOCAL, not UNKNOWN
+                    extra["peername"] = source
+                    extra["sockname"] = believed.destination
+                    extra["socket"] = _SocketView(extra["socket"], believed)
+            protocol = self._start_inner(transport, believed)
+            if len(buffer) > length:
+                rest = buffer[length:]
+                if transport.is_reading() and not isinstance(protocol, asyncio.BufferedProtocol):
+                    # What the transport does with what it reads.
+                    protocol.data_received(rest if type(rest) is bytes else bytes(rest))
+                else:
+                    _hand_over(transport, rest)
             return
-        transport = _ProxiedTransport(self._transport, self._peer, believed)
-        protocol = self._start_inner(transport, believed)
-        if len(buffer) > header.length:
+        proxied = _ProxiedTransport(transport, self._peer, believed)
+        protocol = self._start_inner(proxied, believed)
+        if len(buffer) > length:
             # Synchronous, as if the real transport had just read these bytes.
-            transport.deliver(protocol, buffer, header.length)
+            proxied.deliver(protocol, buffer, length)
 
     def eof_received(self) -> bool:
         self._closed_early(None)
@@ -366,7 +398,7 @@ class _HeaderProtocol(asyncio.Protocol):
 
     def expire(self) -> None:
         """Called by the sweeper at the deadline."""
-        self._sweeper = None
+        self._bucket = None
         self._done = True
         self._server.policy.timed_out(self._peer, self._received())
         self._transport.close()
@@ -381,9 +413,9 @@ class _HeaderProtocol(asyncio.Protocol):
 
     def _finish(self) -> None:
         self._done = True
-        if self._sweeper is not None:
-            self._sweeper.discard(self)
-            self._sweeper = None
+        if self._bucket is not None:
+            del self._bucket[self]
+            self._bucket = None
 
     def _start_inner(self, transport: Any, header: ProxyHeader | None) -> asyncio.BaseProtocol:
         """Make the inner protocol, give it the connection; return it."""
@@ -410,28 +442,132 @@ class _HeaderProtocol(asyncio.Protocol):
         return protocol
 
 
+# -- asyncio's own socket transport, without a wrapper -------------------------------
+#
+# asyncio's selector transport answers get_extra_info from a dict of its own,
+# filled when the connection is accepted (asyncio.transports.BaseTransport
+# keeps it in ``_extra``; tests/test_aio.py checks that it still does).  The
+# header's addresses are written into that dict, so the inner protocol gets
+# the real transport: nothing stands between the application and its writes.
+# Other transports (uvloop's, TLS ones, anything else) get _ProxiedTransport.
+
+
+
+def _direct_transport_type() -> type | None:
+    """asyncio's socket transport class, if it still answers get_extra_info
+    from its ``_extra`` dict; None (every transport wrapped) otherwise."""
+    cls = selector_events._SelectorSocketTransport
+    base = asyncio.transports.BaseTransport
+    if (
+        cls.get_extra_info is base.get_extra_info
+        and "_extra" in base.__slots__
+        and callable(getattr(cls, "_add_reader", None))
+    ):
+        return cls
+    return None
+
+
+_DIRECT_TRANSPORT = _direct_transport_type()
+
+
+def _hand_over(transport: Any, data: Any) -> None:
+    """Give the inner protocol ``data``, read by ``transport`` with the header,
+    as the transport gives what it reads: all at once to data_received(),
+    through get_buffer()/buffer_updated() to a BufferedProtocol, and nothing
+    while the protocol has paused reading (it is kept until it resumes)."""
+    while transport.is_reading():
+        protocol = transport.get_protocol()
+        if not isinstance(protocol, asyncio.BufferedProtocol):
+            protocol.data_received(data if type(data) is bytes else bytes(data))
+            return
+        buf = memoryview(protocol.get_buffer(len(data))).cast("B")
+        n = min(len(buf), len(data))
+        if not n:
+            raise RuntimeError("get_buffer() returned an empty buffer")
+        buf[:n] = memoryview(data)[:n]
+        protocol.buffer_updated(n)
+        if n == len(data):
+            return
+        data = memoryview(data)[n:]
+    if not transport.is_closing():
+        _Held(transport, data)
+
+
+class _Held:
+    """Bytes read with the header that the inner protocol cannot take yet: it
+    paused reading (in connection_made(), or in buffer_updated() before all
+    of them fitted).  They are delivered when reading resumes, first thing
+    on the next loop iteration: before anything the transport reads next,
+    as if they had stayed in the socket.
+
+    The transport's resume_reading() starts reading again through its
+    ``_add_reader`` method, whichever reference to resume_reading the
+    protocol kept; an instance attribute shadows that method until the
+    bytes are delivered (tests/test_aio.py checks that asyncio still works
+    this way)."""
+
+    __slots__ = ("_transport", "_data")
+
+    def __init__(self, transport: Any, data: Any) -> None:
+        self._transport = transport
+        self._data = bytes(data)  # the caller's buffer may be reused
+        transport._add_reader = self._resumed
+
+    def _resumed(self, *args: Any) -> None:
+        transport = self._transport
+        del transport._add_reader
+        transport._add_reader(*args)
+        asyncio.get_running_loop().call_soon(self._deliver)
+
+    def _deliver(self) -> None:
+        transport = self._transport
+        if transport.is_closing():
+            return
+        if not transport.is_reading():  # paused again before this ran
+            transport._add_reader = self._resumed
+            return
+        try:
+            _hand_over(transport, self._data)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            _fatal(transport, exc)
+
+
+def _fatal(transport: Any, exc: BaseException) -> None:
+    """What the real transport does when a protocol callback fails."""
+    asyncio.get_running_loop().call_exception_handler(
+        {
+            "message": "Fatal error: protocol failed on data after the PROXY header",
+            "exception": exc,
+            "transport": transport,
+            "protocol": transport.get_protocol(),
+        }
+    )
+    transport.abort()
+
+
 class _SocketView:
     """The transport's socket as the application should see it: servers that
     ask the socket for the peer (uvicorn does) get the header's addresses."""
 
-    __slots__ = ("_sock", "_peername", "_sockname")
+    __slots__ = ("_sock", "_header")
 
-    def __init__(self, sock: Any, peername: Any, sockname: Any) -> None:
+    def __init__(self, sock: Any, header: ProxyHeader) -> None:
         self._sock = sock
-        self._peername = peername
-        self._sockname = sockname
+        self._header = header  # one whose source is not None
 
     def getpeername(self) -> Any:
-        return self._peername
+        return self._header.source
 
     def getsockname(self) -> Any:
-        return self._sockname
+        return self._header.destination
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
 
     def __repr__(self) -> str:
-        return f"<proxied {self._sock!r} peername={self._peername!r}>"
+        return f"<proxied {self._sock!r} peername={self._header.source!r}>"
 
 
 # The extra-info names the header decides; every other name is the real transport's.
@@ -501,16 +637,7 @@ class _ProxiedTransport(asyncio.Transport):
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
-            # What the real transport does when a protocol callback fails.
-            asyncio.get_running_loop().call_exception_handler(
-                {
-                    "message": "Fatal error: protocol failed on data after the PROXY header",
-                    "exception": exc,
-                    "transport": self,
-                    "protocol": self._transport.get_protocol(),
-                }
-            )
-            self._transport.abort()
+            _fatal(self, exc)
 
     # -- the asyncio.Transport interface -----------------------------------
 
@@ -530,7 +657,7 @@ class _ProxiedTransport(asyncio.Transport):
                     sock = self._transport.get_extra_info("socket")
                     if sock is None:
                         return default
-                    self._socket = _SocketView(sock, header.source, header.destination)
+                    self._socket = _SocketView(sock, header)
                 return self._socket
         return self._transport.get_extra_info(name, default)
 

@@ -597,3 +597,70 @@ def test_untrusted_datagrams(caplog):
 def test_local_datagram_keeps_the_real_address():
     received, _, proxy = datagram_exchange([pp.build(command=pp.Command.LOCAL) + b"hc"])
     assert received == [(b"hc", proxy)]
+
+
+# -- asyncio's own transport, without a wrapper ------------------------------
+
+
+def test_asyncio_socket_transport_still_keeps_its_extra_info_in_a_dict():
+    """aio hands asyncio's selector transport to the inner protocol itself and
+    writes the header's addresses into its private ``_extra`` dict.  If a
+    Python release changes that layout, this fails (and aio falls back to
+    wrapping every transport, which stays correct but costs more)."""
+    from asyncio import selector_events, transports
+
+    cls = selector_events._SelectorSocketTransport
+    assert aio._DIRECT_TRANSPORT is cls
+    assert cls.get_extra_info is transports.BaseTransport.get_extra_info
+    assert "_extra" in transports.BaseTransport.__slots__
+    a, b = socket.socketpair()
+    with a, b:
+        loop = asyncio.new_event_loop()
+        try:
+            transport = loop._make_socket_transport(a, asyncio.Protocol(), extra={"peername": 1})
+            assert type(transport._extra) is dict and transport.get_extra_info("peername") == 1
+            transport._extra["peername"] = 2
+            assert transport.get_extra_info("peername") == 2
+            # _Held sees reading resume through the transport's _add_reader,
+            # whichever reference to resume_reading is called.
+            resume = transport.resume_reading
+            transport.pause_reading()
+            calls = []
+            transport._add_reader = lambda *args: calls.append(args)
+            resume()
+            assert calls == [(a.fileno(), transport._read_ready)]
+            del transport._add_reader
+            transport.abort()
+            loop.run_until_complete(asyncio.sleep(0))
+        finally:
+            loop.close()
+
+
+def test_inner_protocol_gets_asyncio_transport_itself():
+    async def main():
+        async with serving(Recorder) as address:
+            reply, _ = await send(address, V2 + PAYLOAD)
+        return reply, Recorder.instances[0].transport
+
+    reply, transport = run(main())
+    assert reply == PAYLOAD
+    assert type(transport) is aio._DIRECT_TRANSPORT
+    assert transport.get_extra_info("peername") == CLIENT
+
+
+class PausingBuffered(BufferedRecorder):
+    """Pauses after each buffer it is given, and resumes a little later."""
+
+    def buffer_updated(self, nbytes):
+        super().buffer_updated(nbytes)
+        self.transport.pause_reading()
+        asyncio.get_running_loop().call_later(0.005, self.transport.resume_reading)
+
+
+def test_buffered_protocol_pausing_in_every_buffer_gets_every_byte_in_order():
+    async def main():
+        async with serving(PausingBuffered) as address:
+            return await send(address, V2 + PAYLOAD, b"-and-more", pause=0.05)
+
+    reply, _ = run(main())
+    assert reply == PAYLOAD + b"-and-more"
