@@ -16,7 +16,7 @@ import ssl as _ssl
 import sys
 from asyncio import selector_events, sslproto
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Callable, Literal, TypedDict, cast
 
 from . import parse
 from ._errors import HeaderRejected, HeaderTimeout, Incomplete, ProxyProtocolError
@@ -41,6 +41,13 @@ if TYPE_CHECKING:
     from . import ProxyHeader
 
 __all__ = ["open_connection", "read_header", "start_server", "wrap", "wrap_datagram"]
+
+class _SSLOptions(TypedDict, total=False):
+    """The TLS options passed on to each connection's SSLProtocol."""
+
+    ssl_handshake_timeout: float
+    ssl_shutdown_timeout: float
+
 
 # asyncio's own default for StreamReader buffers.
 _STREAM_LIMIT = 2**16
@@ -83,14 +90,11 @@ def wrap(
         trusted=trusted, on_untrusted=on_untrusted, policy=policy, validate=validate,
         timeout=timeout, max_header_size=max_header_size, v1=v1, v2=v2, stats=stats,
     )
-    ssl_options = {
-        name: value
-        for name, value in (
-            ("ssl_handshake_timeout", ssl_handshake_timeout),
-            ("ssl_shutdown_timeout", ssl_shutdown_timeout),
-        )
-        if value is not None
-    }
+    ssl_options: _SSLOptions = {}
+    if ssl_handshake_timeout is not None:
+        ssl_options["ssl_handshake_timeout"] = ssl_handshake_timeout
+    if ssl_shutdown_timeout is not None:
+        ssl_options["ssl_shutdown_timeout"] = ssl_shutdown_timeout
     if ssl_options and ssl is None:
         raise ValueError(f"{', '.join(ssl_options)} is only meaningful with ssl")
     if "ssl_shutdown_timeout" in ssl_options and sys.version_info < (3, 11):
@@ -179,7 +183,7 @@ async def read_header(
     timeout: float | None = DEFAULT_TIMEOUT,
     v1: bool = True,
     v2: bool = True,
-) -> Any:
+) -> ProxyHeader:
     """Read exactly one PROXY header from a StreamReader.
 
     What follows the header stays in the reader.  Raises HeaderTimeout
@@ -195,7 +199,9 @@ async def read_header(
         raise HeaderTimeout(timeout_message(timeout, len(data))) from None
 
 
-async def _read_header(reader: asyncio.StreamReader, data: bytearray, v1: bool, v2: bool) -> Any:
+async def _read_header(
+    reader: asyncio.StreamReader, data: bytearray, v1: bool, v2: bool
+) -> ProxyHeader:
     while True:
         try:
             return parse(data, v1=v1, v2=v2)
@@ -219,7 +225,7 @@ class _Server:
         make_protocol: Callable[..., asyncio.BaseProtocol],
         policy: Policy,
         ssl: _ssl.SSLContext | None,
-        ssl_options: dict[str, float],
+        ssl_options: _SSLOptions,
         with_header: bool = False,
     ) -> None:
         self.make_protocol = make_protocol
@@ -378,7 +384,9 @@ class _HeaderProtocol(asyncio.Protocol):
                 rest = buffer[length:]
                 if transport.is_reading() and not isinstance(protocol, asyncio.BufferedProtocol):
                     # What the transport does with what it reads.
-                    protocol.data_received(rest if type(rest) is bytes else bytes(rest))
+                    cast(asyncio.Protocol, protocol).data_received(
+                        rest if type(rest) is bytes else bytes(rest)
+                    )
                 else:
                     _hand_over(transport, rest)
             return
@@ -433,9 +441,10 @@ class _HeaderProtocol(asyncio.Protocol):
                 asyncio.get_running_loop(),
                 protocol,
                 server.ssl,
-                None,
+                None,  # type: ignore[arg-type]  # no waiter: nothing awaits the handshake
                 server_side=True,
-                **server.ssl_options,
+                # typeshed says int; asyncio takes any number of seconds.
+                **server.ssl_options,  # type: ignore[arg-type]
             )
         self._transport.set_protocol(protocol)
         protocol.connection_made(transport)
@@ -453,10 +462,12 @@ class _HeaderProtocol(asyncio.Protocol):
 
 
 
-def _direct_transport_type() -> type | None:
+def _direct_transport_type() -> Any:
     """asyncio's socket transport class, if it still answers get_extra_info
     from its ``_extra`` dict; None (every transport wrapped) otherwise."""
-    cls = selector_events._SelectorSocketTransport
+    cls: Any = getattr(selector_events, "_SelectorSocketTransport", None)
+    if cls is None:
+        return None
     base = asyncio.transports.BaseTransport
     if (
         cls.get_extra_info is base.get_extra_info
@@ -467,7 +478,7 @@ def _direct_transport_type() -> type | None:
     return None
 
 
-_DIRECT_TRANSPORT = _direct_transport_type()
+_DIRECT_TRANSPORT: Any = _direct_transport_type()
 
 
 def _hand_over(transport: Any, data: Any) -> None:

@@ -99,7 +99,8 @@ class _DatagramProtocol(asyncio.DatagramProtocol):
             self._routes[key] = addr
             if len(self._routes) > _DATAGRAM_ROUTES:
                 del self._routes[next(iter(self._routes))]
-        self._inner.datagram_received(data[header.length :], client)
+        # typeshed says tuple; asyncio passes a UNIX datagram peer as a str.
+        self._inner.datagram_received(data[header.length :], client)  # type: ignore[arg-type]
 
     def error_received(self, exc: Exception) -> None:
         self._inner.error_received(exc)
@@ -132,7 +133,7 @@ class _DatagramTransport(asyncio.DatagramTransport):
         return self._transport.get_extra_info(name, default)
 
     def is_closing(self) -> bool:
-        return self._transport.is_closing()
+        return bool(self._transport.is_closing())
 
     def close(self) -> None:
         self._transport.close()
