@@ -17,6 +17,7 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memchr, memcmp, memcpy, memset
 
 import struct
+import sys
 
 from . import _constants as C
 from . import _header as H
@@ -34,6 +35,7 @@ cdef extern from "pp_inet.h":
 
 cdef extern from "Python.h":
     object PyUnicode_DecodeFSDefaultAndSize(const char *s, Py_ssize_t size)
+    object PyObject_GenericGetAttr(object o, object name)
     object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
     void *PyUnicode_DATA(object o)
     Py_ssize_t PyUnicode_GET_LENGTH(object o)
@@ -141,6 +143,14 @@ cdef inline void _set_default(PyObject **slot) noexcept:
         _set(slot, None)
 
 
+cdef str _N_SOURCE = sys.intern("source")
+cdef str _N_DESTINATION = sys.intern("destination")
+cdef str _N_SSL = sys.intern("ssl")
+cdef str _N_ALPN = sys.intern("alpn")
+cdef str _N_AUTHORITY = sys.intern("authority")
+cdef str _N_UNIQUE_ID = sys.intern("unique_id")
+
+
 cdef inline object _publish(PyObject **slot, object value):
     # Give the slot a reference to value; return what the slot holds (value,
     # or what a racing reader published first).
@@ -185,6 +195,27 @@ cdef class ProxyHeader:
         Py_XDECREF(self._tlvs)
         Py_XDECREF(self._views)
 
+    def __getattribute__(self, name):
+        # CPython does not specialise reading a C property: each read is a
+        # type lookup and a descriptor call.  The addresses and the views
+        # (what callers read on every connection) are answered here by
+        # name identity (attribute names in code are interned), calling
+        # the same code as their properties; every other name, and a name
+        # that is equal but not identical, takes the generic way.
+        if name is _N_SOURCE:
+            return self._address(0)
+        if name is _N_DESTINATION:
+            return self._address(1)
+        if name is _N_SSL:
+            return self._view(5)
+        if name is _N_ALPN:
+            return self._view(0)
+        if name is _N_AUTHORITY:
+            return self._view(1)
+        if name is _N_UNIQUE_ID:
+            return self._view(2)
+        return PyObject_GenericGetAttr(self, name)
+
     @property
     def version(self):
         """1 or 2."""
@@ -213,24 +244,22 @@ cdef class ProxyHeader:
     @property
     def source(self):
         """The client's address; None for LOCAL, UNSPEC and v1 UNKNOWN."""
-        cdef PyObject *pair = pp_once_get(&self._addresses)
-        if pair == NULL:
-            if not self._has_ip and not self._has_unix():
-                return None
-            return self._make_addresses()[0]
-        return (<tuple>pair)[0]
+        return self._address(0)
 
     @property
     def destination(self):
         """The address the client connected to; None when source is."""
+        return self._address(1)
+
+    cdef inline object _address(self, Py_ssize_t side):
         cdef PyObject *pair = pp_once_get(&self._addresses)
         if pair == NULL:
             if not self._has_ip and not self._has_unix():
                 return None
-            return self._make_addresses()[1]
-        return (<tuple>pair)[1]
+            return self._make_addresses()[side]
+        return (<tuple>pair)[side]
 
-    cdef inline bint _has_unix(self):
+    cdef inline bint _has_unix(self) noexcept:
         return self._command == CMD_PROXY and self._family == F_UNIX
 
     cdef tuple _make_addresses(self):
