@@ -806,6 +806,9 @@ cdef object _ssl_info(bytes raw, Py_ssize_t start, Py_ssize_t n):
 # -- entry points -------------------------------------------------------------------
 
 
+@cython.binding(False)
+@cython.embedsignature(True)
+@cython.embedsignature.format("clinic")
 def parse(data, *, bint v1=True, bint v2=True, bint verify_checksum=True):
     """Parse the PROXY header at the start of ``data``; see the package docs."""
     cdef Py_buffer view
