@@ -38,7 +38,7 @@ EXTENSIONS = [
             "csrc/pp_inet.c",
         ],
         include_dirs=["csrc"],
-        depends=["csrc/pp_crc32c.h", "csrc/pp_inet.h", "csrc/pp_once.h"],
+        depends=["csrc/pp_crc32c.h", "csrc/pp_inet.h", "csrc/pp_members.h", "csrc/pp_once.h"],
     )
 ]
 

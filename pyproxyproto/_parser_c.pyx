@@ -17,6 +17,7 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memchr, memcmp, memcpy, memset
 
 import struct
+import sys
 
 from . import _constants as C
 from . import _header as H
@@ -34,8 +35,10 @@ cdef extern from "pp_inet.h":
 
 cdef extern from "Python.h":
     object PyUnicode_DecodeFSDefaultAndSize(const char *s, Py_ssize_t size)
+    object PyObject_GenericGetAttr(object o, object name)
     object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
     void *PyUnicode_DATA(object o)
+    Py_ssize_t PyUnicode_GET_LENGTH(object o)
 
 
 __all__ = ["ProxyHeader", "SSLInfo", "parse", "crc32c", "crc32c_impl"]
@@ -128,6 +131,26 @@ cdef extern from "pp_once.h":
     PyObject *pp_once_set(PyObject **slot, PyObject *value)
 
 
+cdef inline void _set(PyObject **slot, object value) noexcept:
+    # Fill an empty C-level object field of an object not yet shared.
+    Py_INCREF(value)
+    slot[0] = <PyObject *>value
+
+
+cdef inline void _set_default(PyObject **slot) noexcept:
+    # None in a field left empty.
+    if slot[0] == NULL:
+        _set(slot, None)
+
+
+cdef str _N_SOURCE = sys.intern("source")
+cdef str _N_DESTINATION = sys.intern("destination")
+cdef str _N_SSL = sys.intern("ssl")
+cdef str _N_ALPN = sys.intern("alpn")
+cdef str _N_AUTHORITY = sys.intern("authority")
+cdef str _N_UNIQUE_ID = sys.intern("unique_id")
+
+
 cdef inline object _publish(PyObject **slot, object value):
     # Give the slot a reference to value; return what the slot holds (value,
     # or what a racing reader published first).
@@ -172,6 +195,27 @@ cdef class ProxyHeader:
         Py_XDECREF(self._tlvs)
         Py_XDECREF(self._views)
 
+    def __getattribute__(self, name):
+        # CPython does not specialise reading a C property: each read is a
+        # type lookup and a descriptor call.  The addresses and the views
+        # (what callers read on every connection) are answered here by
+        # name identity (attribute names in code are interned), calling
+        # the same code as their properties; every other name, and a name
+        # that is equal but not identical, takes the generic way.
+        if name is _N_SOURCE:
+            return self._address(0)
+        if name is _N_DESTINATION:
+            return self._address(1)
+        if name is _N_SSL:
+            return self._view(5)
+        if name is _N_ALPN:
+            return self._view(0)
+        if name is _N_AUTHORITY:
+            return self._view(1)
+        if name is _N_UNIQUE_ID:
+            return self._view(2)
+        return PyObject_GenericGetAttr(self, name)
+
     @property
     def version(self):
         """1 or 2."""
@@ -200,24 +244,22 @@ cdef class ProxyHeader:
     @property
     def source(self):
         """The client's address; None for LOCAL, UNSPEC and v1 UNKNOWN."""
-        cdef PyObject *pair = pp_once_get(&self._addresses)
-        if pair == NULL:
-            if not self._has_ip and not self._has_unix():
-                return None
-            return self._make_addresses()[0]
-        return (<tuple>pair)[0]
+        return self._address(0)
 
     @property
     def destination(self):
         """The address the client connected to; None when source is."""
+        return self._address(1)
+
+    cdef inline object _address(self, Py_ssize_t side):
         cdef PyObject *pair = pp_once_get(&self._addresses)
         if pair == NULL:
             if not self._has_ip and not self._has_unix():
                 return None
-            return self._make_addresses()[1]
-        return (<tuple>pair)[1]
+            return self._make_addresses()[side]
+        return (<tuple>pair)[side]
 
-    cdef inline bint _has_unix(self):
+    cdef inline bint _has_unix(self) noexcept:
         return self._command == CMD_PROXY and self._family == F_UNIX
 
     cdef tuple _make_addresses(self):
@@ -432,21 +474,64 @@ cdef tuple _tlv_tuple(bytes raw, Py_ssize_t off, Py_ssize_t end):
 # -- typed views, straight from the raw TLV bytes ---------------------------------------
 
 
-cdef inline object _text(const unsigned char *v, Py_ssize_t n):
+# Reuse what repeats, for the views as for the addresses: behind one
+# balancer the ALPN, the authority and the TLS fields are nearly always
+# the same from one connection to the next.  The last value made for each
+# field is kept and handed out again when its bytes come back (only ASCII
+# text is kept: its characters are its bytes).  The values are immutable,
+# so sharing one is invisible; a slot is read and replaced under the
+# address cache's lock (see _ip_tuple), and nothing between the two calls
+# back into Python.  The unique id is not kept: it is unique.
+cdef enum:
+    LAST_ALPN, LAST_AUTHORITY, LAST_NETNS, LAST_AWS
+    LAST_SSL, LAST_SSL_VERSION, LAST_SSL_CN, LAST_SSL_CIPHER, LAST_SSL_SIG_ALG, LAST_SSL_KEY_ALG
+    LAST_COUNT
+
+cdef PyObject *_last[LAST_COUNT]
+memset(_last, 0, sizeof(_last))
+
+
+cdef void _remember(int field, object value) noexcept:
+    cdef PyObject *old
+    with cython.critical_section(_CACHE_OWNER):
+        old = _last[field]
+        Py_INCREF(value)
+        _last[field] = <PyObject *>value
+        Py_XDECREF(old)
+
+
+cdef object _text(const unsigned char *v, Py_ssize_t n, int field):
     # Text views never raise: the exact bytes stay available in ``tlvs``.
     # ASCII (the usual case) is copied straight into a 1-byte-kind str.
     cdef Py_ssize_t i
+    cdef PyObject *last
     cdef object text
     for i in range(n):
         if v[i] >= 0x80:
             return PyUnicode_DecodeUTF8(<const char *>v, n, "replace")
+    with cython.critical_section(_CACHE_OWNER):
+        last = _last[field]
+        if (last != NULL and PyUnicode_GET_LENGTH(<object>last) == n
+                and memcmp(PyUnicode_DATA(<object>last), v, n) == 0):
+            return <object>last
     text = PyUnicode_New(n, 127)
     memcpy(PyUnicode_DATA(text), v, n)
+    _remember(field, text)
     return text
 
 
-cdef inline object _bytes(const unsigned char *v, Py_ssize_t n):
-    return PyBytes_FromStringAndSize(<const char *>v, n)
+cdef object _bytes(const unsigned char *v, Py_ssize_t n, int field):
+    cdef PyObject *last
+    if field >= 0:
+        with cython.critical_section(_CACHE_OWNER):
+            last = _last[field]
+            if (last != NULL and PyBytes_GET_SIZE(<object>last) == n
+                    and memcmp(PyBytes_AS_STRING(<object>last), v, n) == 0):
+                return <object>last
+    value = PyBytes_FromStringAndSize(<const char *>v, n)
+    if field >= 0:
+        _remember(field, value)
+    return value
 
 
 cdef inline uint32_t _be32(const unsigned char *v) noexcept nogil:
@@ -477,23 +562,23 @@ cdef tuple _compute_views(bytes raw, Py_ssize_t off):
                 continue
             seen |= bit
             if t == T_AWS:
-                aws = _text(v + 1, n - 1)
+                aws = _text(v + 1, n - 1, LAST_AWS)
             elif n == 5:
                 azure = (<uint32_t>v[4] << 24) | (<uint32_t>v[3] << 16) | (<uint32_t>v[2] << 8) | v[1]
             continue
         seen |= bit
         if t == T_ALPN:
-            alpn = _bytes(v, n)
+            alpn = _bytes(v, n, LAST_ALPN)
         elif t == T_AUTHORITY:
-            authority = _text(v, n)
+            authority = _text(v, n, LAST_AUTHORITY)
         elif t == T_UNIQUE_ID:
-            unique_id = _bytes(v, n)
+            unique_id = _bytes(v, n, -1)
         elif t == T_NETNS:
-            netns = _text(v, n)
+            netns = _text(v, n, LAST_NETNS)
         elif t == T_CRC32C:
             crc = _be32(v)
         elif t == T_SSL:
-            ssl = _ssl_info(raw, v - b, n)
+            ssl = _ssl_again(raw, v - b, n)
         elif n == 8:  # T_GCP
             gcp = (<uint64_t>_be32(v) << 32) | _be32(v + 4)
             gcp_id = gcp
@@ -512,12 +597,14 @@ cdef class SSLInfo:
     """
 
     cdef readonly int client
-    cdef readonly object verify
-    cdef readonly object version
-    cdef readonly object cn
-    cdef readonly object cipher
-    cdef readonly object sig_alg
-    cdef readonly object key_alg
+    # The object fields: set once, before the object is shared, and read
+    # from Python through the member descriptors added below.
+    cdef PyObject *_verify
+    cdef PyObject *_version
+    cdef PyObject *_cn
+    cdef PyObject *_cipher
+    cdef PyObject *_sig_alg
+    cdef PyObject *_key_alg
     cdef bytes _raw        # bytes holding the TLV value (the header's own, not a copy)
     cdef Py_ssize_t _start  # where the value starts in _raw
     cdef Py_ssize_t _end
@@ -535,17 +622,23 @@ cdef class SSLInfo:
         if decoded is None:
             raise ValueError("the sub-TLVs do not fit in an SSL TLV")
         self.client = decoded.client
-        self.verify = decoded.verify
-        self.version = decoded.version
-        self.cn = decoded.cn
-        self.cipher = decoded.cipher
-        self.sig_alg = decoded.sig_alg
-        self.key_alg = decoded.key_alg
+        _set(&self._verify, <object>decoded._verify)
+        _set(&self._version, <object>decoded._version)
+        _set(&self._cn, <object>decoded._cn)
+        _set(&self._cipher, <object>decoded._cipher)
+        _set(&self._sig_alg, <object>decoded._sig_alg)
+        _set(&self._key_alg, <object>decoded._key_alg)
         self._raw = decoded._raw
         self._start = decoded._start
         self._end = decoded._end
 
     def __dealloc__(self):
+        Py_XDECREF(self._verify)
+        Py_XDECREF(self._version)
+        Py_XDECREF(self._cn)
+        Py_XDECREF(self._cipher)
+        Py_XDECREF(self._sig_alg)
+        Py_XDECREF(self._key_alg)
         Py_XDECREF(self._tlvs)
 
     @classmethod
@@ -556,7 +649,7 @@ cdef class SSLInfo:
     @property
     def verified(self):
         """``verify == 0``."""
-        return self.verify == 0
+        return self._verify != NULL and <object>self._verify == 0
 
     @property
     def tlvs(self):
@@ -564,13 +657,15 @@ cdef class SSLInfo:
         cdef PyObject *tlvs = pp_once_get(&self._tlvs)
         if tlvs != NULL:
             return <tuple>tlvs
+        if self._raw is None:  # made with SSLInfo.__new__ alone
+            return _EMPTY
         return _publish(&self._tlvs, _tlv_tuple(self._raw, self._start + SSL_FIXED, self._end))
 
     def __eq__(self, other):
         return H.ssl_eq(self, other)
 
     def __hash__(self):
-        return hash((self.client, self.verify, self.tlvs))
+        return hash((self.client, <object>self._verify if self._verify != NULL else None, self.tlvs))
 
     def __repr__(self):
         return H.ssl_repr(self)
@@ -589,12 +684,71 @@ cdef class SSLInfo:
         return self
 
 
+cdef extern from "pp_members.h":
+    ctypedef struct PyMemberDef:
+        const char *name
+        int type
+        Py_ssize_t offset
+        int flags
+        const char *doc
+    int Py_T_OBJECT_EX
+    int Py_READONLY
+    int pp_add_members(type t, PyMemberDef *members) except -1
+
+# The object fields of SSLInfo, as member descriptors: CPython reads those
+# from a fixed offset once the attribute access is specialised, where a
+# property would be a lookup and a call on each read.
+cdef PyMemberDef _SSL_MEMBERS[7]
+
+
+cdef void _member(int i, const char *name, Py_ssize_t offset, const char *doc) noexcept:
+    _SSL_MEMBERS[i].name = name
+    _SSL_MEMBERS[i].type = Py_T_OBJECT_EX
+    _SSL_MEMBERS[i].offset = offset
+    _SSL_MEMBERS[i].flags = Py_READONLY
+    _SSL_MEMBERS[i].doc = doc
+
+
+cdef int _install_ssl_members() except -1:
+    # Where each field sits in the object, measured on one.
+    cdef SSLInfo probe = SSLInfo.__new__(SSLInfo)
+    cdef char *base = <char *><PyObject *>probe
+    _member(0, "verify", <char *>&probe._verify - base, "0 when the client's certificate verified, non-zero otherwise.")
+    _member(1, "version", <char *>&probe._version - base, "PP2_SUBTYPE_SSL_VERSION, e.g. ``TLSv1.3``.")
+    _member(2, "cn", <char *>&probe._cn - base, "PP2_SUBTYPE_SSL_CN: the client certificate's Common Name.")
+    _member(3, "cipher", <char *>&probe._cipher - base, "PP2_SUBTYPE_SSL_CIPHER.")
+    _member(4, "sig_alg", <char *>&probe._sig_alg - base, "PP2_SUBTYPE_SSL_SIG_ALG: the certificate's signature algorithm.")
+    _member(5, "key_alg", <char *>&probe._key_alg - base, "PP2_SUBTYPE_SSL_KEY_ALG: the certificate's key algorithm.")
+    memset(&_SSL_MEMBERS[6], 0, sizeof(PyMemberDef))
+    return pp_add_members(SSLInfo, _SSL_MEMBERS)
+
+
+_install_ssl_members()
+
+
 H.SSL_TYPES.append(SSLInfo)
 
 
 def _ssl_from_value(value):
     cdef bytes raw = bytes(value)
     return _ssl_info(raw, 0, PyBytes_GET_SIZE(raw))
+
+
+cdef object _ssl_again(bytes raw, Py_ssize_t start, Py_ssize_t n):
+    """_ssl_info, or the last SSLInfo it made when the value is the same."""
+    cdef PyObject *last
+    cdef SSLInfo s
+    with cython.critical_section(_CACHE_OWNER):
+        last = _last[LAST_SSL]
+        if last != NULL:
+            s = <SSLInfo>last
+            if (s._end - s._start == n and memcmp(PyBytes_AS_STRING(s._raw) + s._start,
+                                                  PyBytes_AS_STRING(raw) + start, n) == 0):
+                return s
+    info = _ssl_info(raw, start, n)
+    if info is not None:
+        _remember(LAST_SSL, info)
+    return info
 
 
 cdef object _ssl_info(bytes raw, Py_ssize_t start, Py_ssize_t n):
@@ -616,7 +770,7 @@ cdef object _ssl_info(bytes raw, Py_ssize_t start, Py_ssize_t n):
         off = end_sub
     s = SSLInfo.__new__(SSLInfo)
     s.client = v[0]
-    s.verify = _be32(v + 1)
+    _set(&s._verify, _be32(v + 1))
     off = SSL_FIXED
     while off < n:
         t = v[off]
@@ -624,20 +778,25 @@ cdef object _ssl_info(bytes raw, Py_ssize_t start, Py_ssize_t n):
         sub = v + off + TLV_HDR
         off += TLV_HDR + k
         if t == SUB_SSL_VERSION:
-            if s.version is None:
-                s.version = _text(sub, k)
+            if s._version == NULL:
+                _set(&s._version, _text(sub, k, LAST_SSL_VERSION))
         elif t == SUB_SSL_CN:
-            if s.cn is None:
-                s.cn = _text(sub, k)
+            if s._cn == NULL:
+                _set(&s._cn, _text(sub, k, LAST_SSL_CN))
         elif t == SUB_SSL_CIPHER:
-            if s.cipher is None:
-                s.cipher = _text(sub, k)
+            if s._cipher == NULL:
+                _set(&s._cipher, _text(sub, k, LAST_SSL_CIPHER))
         elif t == SUB_SSL_SIG_ALG:
-            if s.sig_alg is None:
-                s.sig_alg = _text(sub, k)
+            if s._sig_alg == NULL:
+                _set(&s._sig_alg, _text(sub, k, LAST_SSL_SIG_ALG))
         elif t == SUB_SSL_KEY_ALG:
-            if s.key_alg is None:
-                s.key_alg = _text(sub, k)
+            if s._key_alg == NULL:
+                _set(&s._key_alg, _text(sub, k, LAST_SSL_KEY_ALG))
+    _set_default(&s._version)
+    _set_default(&s._cn)
+    _set_default(&s._cipher)
+    _set_default(&s._sig_alg)
+    _set_default(&s._key_alg)
     s._raw = raw
     s._start = start
     s._end = start + n
@@ -647,6 +806,9 @@ cdef object _ssl_info(bytes raw, Py_ssize_t start, Py_ssize_t n):
 # -- entry points -------------------------------------------------------------------
 
 
+@cython.binding(False)
+@cython.embedsignature(True)
+@cython.embedsignature.format("clinic")
 def parse(data, *, bint v1=True, bint v2=True, bint verify_checksum=True):
     """Parse the PROXY header at the start of ``data``; see the package docs."""
     cdef Py_buffer view

@@ -109,6 +109,21 @@ def test_value_semantics(backend):
             setattr(a, attr, None)
 
 
+
+@pytest.mark.parametrize("name", sorted(VALID))
+def test_every_way_of_reading_an_attribute_agrees(backend, name):
+    # The Cython header answers its most read names by identity of the
+    # interned name; a name built at run time (equal, not identical), the
+    # property itself and getattr must give the same values.
+    h = backend.parse(VALID[name])
+    for attr in ("source", "destination", "ssl", "alpn", "authority", "unique_id", "tlvs",
+                 "netns", "crc32c", "version", "length"):
+        built = "".join(list(attr))
+        via_property = getattr(type(h), attr).__get__(h)
+        assert getattr(h, built) == getattr(h, attr) == via_property, attr
+    with pytest.raises(AttributeError):
+        h.sourcee
+
 def test_repr_is_readable(backend):
     h = backend.parse(VALID["v2-ipv4"])
     assert repr(h) == (

@@ -225,6 +225,37 @@ def test_ssl_not_verified(backend):
     assert h.ssl.verify == 7 and h.ssl.verified is False and h.ssl.cn is None
 
 
+
+def test_views_follow_the_bytes_from_one_header_to_the_next(backend):
+    # The Cython backend reuses the last value of a view when its bytes come
+    # back: a header that differs in one byte, in length, or in being
+    # ASCII, must still get its own values.
+    def header(alpn, authority, version, cn, verify=0):
+        ssl = ssl_value(1, verify, (C.PP2_SUBTYPE_SSL_VERSION, version), (C.PP2_SUBTYPE_SSL_CN, cn))
+        tlvs = [(C.PP2_TYPE_ALPN, alpn), (C.PP2_TYPE_AUTHORITY, authority), (C.PP2_TYPE_SSL, ssl)]
+        return v2(0x21, 0x11, INET + b"".join(tlv(t, v) for t, v in tlvs))
+
+    sequence = [
+        (b"h2", b"a.example", b"TLSv1.3", b"one"),
+        (b"h2", b"a.example", b"TLSv1.3", b"one"),
+        (b"h3", b"b.example", b"TLSv1.2", b"one"),
+        (b"h3", b"b.example", b"TLSv1.2", b"two", 5),
+        (b"h", b"b.exampl", b"TLSv1.", b"tw"),
+        (b"", b"", b"", b""),
+        (b"h2", b"caf\xc3\xa9.example", b"TLSv1.3", b"\xff"),
+        (b"h2", b"caf\xc3\xa9.example", b"TLSv1.3", b"\xff"),
+        (b"h2", b"a.example", b"TLSv1.3", b"one"),
+    ]
+    for alpn, authority, version, cn, *verify in sequence:
+        h = backend.parse(header(alpn, authority, version, cn, *verify))
+        assert h.alpn == alpn
+        assert h.authority == authority.decode("utf-8", "replace")
+        s = h.ssl
+        assert (s.version, s.cn) == (version.decode(), cn.decode("utf-8", "replace"))
+        assert s.verify == (verify[0] if verify else 0)
+        assert s.tlvs == ((C.PP2_SUBTYPE_SSL_VERSION, version), (C.PP2_SUBTYPE_SSL_CN, cn))
+
+
 # -- CRC32C -------------------------------------------------------------------------
 
 
