@@ -143,7 +143,7 @@ with zipfile.ZipFile(sys.argv[1]) as wheel:
 EOF
 so=$(ls "$out"/src/pyproxyproto/_parser_c.*.so)
 for sym in __asan_report_load1 __ubsan_handle_; do
-    if ! nm -D --undefined-only "$so" | grep -q "$sym"; then
+    if ! nm -D --undefined-only "$so" | grep "$sym" >/dev/null; then
         echo "sanitize: $so is not instrumented (no $sym)" >&2
         exit 1
     fi
