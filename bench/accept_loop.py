@@ -21,9 +21,17 @@ Each round runs plain and wrapped back to back (in alternating order); the
 ratio wrapped / plain is taken within a round and the median over rounds is
 reported with its spread.
 
+``count`` mode counts instructions instead (valgrind's callgrind, which
+does not move with the machine's load): the server runs under callgrind
+while the generator makes one connection at a time, once with N and once
+with 3N connections; the difference over 2N is the server's user-space
+instructions per connection (the kernel's work is not counted).
+
 Usage: python -m bench.accept_loop [--duration S] [--rounds N] [--max-conns N]
                                    [--concurrency N] [--threads N]
                                    [--loops asyncio,uvloop] [--json FILE]
+       python -m bench.accept_loop count [--conns N] [--loops asyncio,uvloop]
+                                         [--kinds protocol,streams] [--json FILE]
 """
 
 from __future__ import annotations
@@ -34,6 +42,8 @@ import gc
 import hashlib
 import json
 import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -201,6 +211,72 @@ def serve(loop_name: str, opts: dict[str, Any]) -> dict[str, Any]:
     return runs
 
 
+def serve_count(loop_name: str, kind: str, wrapped: bool, conns: int, loadgen: str) -> None:
+    """One server, ``conns`` connections made one at a time (run under callgrind)."""
+    opts = {"threads": 1, "concurrency": 1, "duration": 3000, "max_conns": conns,
+            "loadgen": loadgen}
+
+    async def main() -> None:
+        result = await _one_run(kind, wrapped, opts)
+        if result["count"] != conns or result["errors"]:
+            raise RuntimeError(f"count run: {result}")
+
+    loop = _new_loop(loop_name)
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+
+
+def _instructions(loop_name: str, kind: str, wrapped: bool, conns: int, loadgen: str) -> int:
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "callgrind.out")
+        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
+               "-m", "bench.accept_loop", "serve-count", loop_name, kind,
+               "wrapped" if wrapped else "plain", str(conns), loadgen]
+        env = dict(os.environ, PYTHONHASHSEED="0",
+                   PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True, timeout=1800)
+        with open(out) as f:
+            m = re.search(r"^summary:\s*(\d+)", f.read(), re.M)
+    if m is None:
+        raise RuntimeError("callgrind wrote no summary")
+    return int(m.group(1))
+
+
+def count(conns: int = 500, loops: list[str] | None = None,
+          kinds: list[str] | None = None) -> dict[str, Any]:
+    """Server instructions per connection, plain and wrapped, by loop and kind."""
+    if shutil.which("valgrind") is None:
+        raise RuntimeError("count mode needs valgrind")
+    loadgen = build_loadgen()
+    result: dict[str, Any] = {"conns": conns, "loops": {}}
+    for loop_name in loops or available_loops():
+        for kind in kinds or [k for k, _, _ in PAIRS]:
+            per_conn = []
+            for wrapped in (False, True):
+                low = _instructions(loop_name, kind, wrapped, conns, loadgen)
+                high = _instructions(loop_name, kind, wrapped, 3 * conns, loadgen)
+                per_conn.append((high - low) / (2 * conns))
+            result["loops"].setdefault(loop_name, {})[kind] = {
+                "plain": per_conn[0], "wrapped": per_conn[1],
+                "extra": per_conn[1] - per_conn[0], "ratio": per_conn[1] / per_conn[0]}
+    return result
+
+
+def format_count(result: dict[str, Any]) -> str:
+    pairs = {kind: (plain, wrapped) for kind, plain, wrapped in PAIRS}
+    lines = [f"server instructions per connection (callgrind, {result['conns']}..."
+             f"{3 * result['conns']} connections, one at a time)",
+             "loop     server                            plain Ir   wrapped Ir   extra  ratio"]
+    for name, kinds in result["loops"].items():
+        for kind, c in kinds.items():
+            lines.append(f"{name:8} {pairs[kind][1]:32} {c['plain']:9,.0f} {c['wrapped']:11,.0f} "
+                         f"{c['extra']:7,.0f}  {c['ratio']:.3f}")
+    return "\n".join(lines)
+
+
 def _summary(rounds: list[list[dict[str, Any]]]) -> dict[str, Any]:
     def side(i: int) -> dict[str, Any]:
         rs = [r[i] for r in rounds]
@@ -284,6 +360,23 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["serve"]:
         print(json.dumps(serve(argv[1], json.loads(argv[2]))))
+        return 0
+    if argv[:1] == ["serve-count"]:
+        serve_count(argv[1], argv[2], argv[3] == "wrapped", int(argv[4]), argv[5])
+        return 0
+    if argv[:1] == ["count"]:
+        c = argparse.ArgumentParser(prog="python -m bench.accept_loop count")
+        c.add_argument("--conns", type=int, default=500, help="N (default 500)")
+        c.add_argument("--loops", help="comma-separated: asyncio,uvloop (default: asyncio)")
+        c.add_argument("--kinds", help="comma-separated: protocol,streams (default: both)")
+        c.add_argument("--json", help="write the counts here")
+        ca = c.parse_args(argv[1:])
+        result = count(ca.conns, ca.loops.split(",") if ca.loops else ["asyncio"],
+                       ca.kinds.split(",") if ca.kinds else None)
+        if ca.json:
+            with open(ca.json, "w") as f:
+                f.write(json.dumps(result, indent=2) + "\n")
+        print(format_count(result))
         return 0
     p = argparse.ArgumentParser(prog="python -m bench.accept_loop", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
