@@ -159,11 +159,11 @@ def _mypy():
         pytest.skip("mypy is not installed (pip install -e '.[typing]')")
 
 
-def _run(args, cwd):
+def _run(args, cwd, env=None):
     out = subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", "--no-error-summary", "--hide-error-context",
          "--cache-dir", os.path.join(cwd, ".mypy_cache"), *args],
-        cwd=cwd, capture_output=True, text=True, check=False,
+        cwd=cwd, capture_output=True, text=True, check=False, env=env,
     )
     return out.returncode, out.stdout + out.stderr
 
@@ -174,15 +174,12 @@ def _check_script(tmp_path, text, *options):
     script = tmp_path / "user.py"
     script.write_text(text)
     package_root = os.path.dirname(os.path.dirname(pyproxyproto.__file__))
-    env_path = os.environ.get("MYPYPATH")
-    os.environ["MYPYPATH"] = package_root
-    try:
-        code, output = _run([*options, str(script)], str(tmp_path))
-    finally:
-        if env_path is None:
-            os.environ.pop("MYPYPATH")
-        else:
-            os.environ["MYPYPATH"] = env_path
+    env = dict(os.environ)
+    if os.path.exists(os.path.join(package_root, "pyproject.toml")):
+        # A checkout (an editable install's finder is invisible to mypy);
+        # an installed wheel is found in site-packages through py.typed.
+        env["MYPYPATH"] = package_root
+    code, output = _run([*options, str(script)], str(tmp_path), env)
     # mypy releases differ in whether they spell out "builtins.".
     revealed = [line.split('Revealed type is "', 1)[1].rstrip('"').replace("builtins.", "")
                 for line in output.splitlines() if "Revealed type is" in line]
