@@ -49,7 +49,12 @@ ROUNDS = int(os.environ.get("PYPROXYPROTO_LOAD_ROUNDS", "5"))
 WARMUP = 2  # rounds before the memory baseline (buffers, free lists, loop queues grow)
 HEADER_TIMEOUT = 1.0  # the server's
 MAX_PAYLOAD = 64 * 1024
-RSS_SLACK = 8 * 2**20  # RSS growth allowed after the warm-up round
+# RSS growth allowed after the warm-up round.  With streams, each of the
+# 1000 connections may hold up to 64 KiB in its StreamReader at once, so the
+# allocator's high-water mark moves with scheduling and RSS can still rise
+# a little after the warm-up with no leak; tracemalloc (TRACED_SLACK, exact
+# for Python objects) and tests/test_leaks.py (C level) are the leak checks.
+RSS_SLACK = {"protocol": 8 * 2**20, "streams": 24 * 2**20}
 TRACED_SLACK = 2**20  # growth of tracemalloc's count allowed after it
 TIME_BUDGET = 60.0
 READY = b"\x06"  # what the application writes first, once it has the connection
@@ -591,7 +596,7 @@ def test_thousand_concurrent_connections_with_faults(server, fd_limit, capsys):
         )
     # Flat memory after the warm-up rounds.
     base_rss, base_traced = rss[WARMUP - 1], traced[WARMUP - 1]
-    assert max(rss[WARMUP:]) - base_rss <= RSS_SLACK, [x / 2**20 for x in rss]
+    assert max(rss[WARMUP:]) - base_rss <= RSS_SLACK[server.mode], [x / 2**20 for x in rss]
     if base_traced is not None:
         assert max(traced[WARMUP:]) - base_traced <= TRACED_SLACK, traced
     assert total < TIME_BUDGET * 1.5
