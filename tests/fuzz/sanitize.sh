@@ -173,9 +173,10 @@ say "pytest under ASan+UBSan: ${tests[*]}"
 # The shim interpreter has no console script beside it; that test is about
 # installation, not about the extension.
 # The long property sweeps (marker slow) run too; the tiers that need
-# external peers, packaging tools or RSS figures do not.
+# external peers, server processes (they run the venv's interpreter, not
+# this shim), packaging tools or RSS figures do not.
 PYPROXYPROTO_REQUIRE_EXTENSIONS=1 "$python" -m pytest -q -p no:cacheprovider "${tests[@]}" \
-    -m "not (interop or netns or load or leaks or packaging)" \
+    -m "not (interop or servers or netns or load or leaks or packaging)" \
     --deselect tests/test_cli.py::test_console_script
 
 if [ ${#corpora[@]} -gt 0 ]; then
