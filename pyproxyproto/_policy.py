@@ -388,7 +388,7 @@ class Policy:
     """
 
     __slots__ = ("networks", "on_untrusted", "policy", "validate", "timeout",
-                 "max_header_size", "v1", "v2", "stats")
+                 "max_header_size", "v1", "v2", "stats", "always")
 
     def __init__(
         self,
@@ -424,6 +424,11 @@ class Policy:
         self.v1 = v1
         self.v2 = v2
         self.stats = stats
+        # The decision when it does not depend on the peer, so an accept
+        # loop can skip decide(): every peer must send a header.
+        self.always: Decision | None = (
+            REQUIRE if policy is None and self.networks is None else None
+        )
 
     # -- deciding ------------------------------------------------------------------
 

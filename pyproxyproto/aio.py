@@ -16,6 +16,7 @@ import ssl as _ssl
 import sys
 from asyncio import selector_events, sslproto
 from collections import deque
+from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Literal, TypedDict, cast
 
 from . import parse
@@ -101,11 +102,7 @@ def wrap(
         raise ValueError("ssl_shutdown_timeout needs Python 3.11 or later")
 
     server = _Server(protocol_factory, rules, ssl, ssl_options)
-
-    def factory(*args: Any, **kwargs: Any) -> asyncio.Protocol:
-        return _HeaderProtocol(server, args, kwargs)
-
-    return factory
+    return partial(_HeaderProtocol, server)
 
 
 def _header_reader(
@@ -118,11 +115,7 @@ def _header_reader(
     or refused to be believed) before the arguments the factory was called
     with, so the server can put it where its application sees it."""
     server = _Server(make_protocol, policy, ssl, {}, with_header=True)
-
-    def factory(*args: Any, **kwargs: Any) -> asyncio.Protocol:
-        return _HeaderProtocol(server, args, kwargs)
-
-    return factory
+    return partial(_HeaderProtocol, server)
 
 
 async def start_server(
@@ -303,7 +296,7 @@ class _HeaderProtocol(asyncio.Protocol):
         "_needed", "_bucket", "_done",
     )
 
-    def __init__(self, server: _Server, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    def __init__(self, server: _Server, *args: Any, **kwargs: Any) -> None:
         self._server = server
         self._args = args
         self._kwargs = kwargs
@@ -317,7 +310,7 @@ class _HeaderProtocol(asyncio.Protocol):
         server = self._server
         policy = server.policy
         peer = self._peer = transport.get_extra_info("peername")
-        decision = self._decision = policy.decide(peer)
+        decision = self._decision = policy.always or policy.decide(peer)
         if decision == REJECT:
             self._done = True
             policy.refuse_peer(peer)
@@ -378,11 +371,17 @@ class _HeaderProtocol(asyncio.Protocol):
                 if source is not None:  # not LOCAL, not UNKNOWN
                     extra["peername"] = source
                     extra["sockname"] = believed.destination
-                    extra["socket"] = _SocketView(extra["socket"], believed)
+                    view = _new_object(_SocketView)
+                    view._sock = extra["socket"]
+                    view._header = believed
+                    extra["socket"] = view
             protocol = self._start_inner(transport, believed)
             if len(buffer) > length:
                 rest = buffer[length:]
-                if transport.is_reading() and not isinstance(protocol, asyncio.BufferedProtocol):
+                if (
+                    not transport._paused and not transport._closing
+                    and not isinstance(protocol, asyncio.BufferedProtocol)
+                ):
                     # What the transport does with what it reads.
                     cast(asyncio.Protocol, protocol).data_received(
                         rest if type(rest) is bytes else bytes(rest)
@@ -446,7 +445,13 @@ class _HeaderProtocol(asyncio.Protocol):
                 # typeshed says int; asyncio takes any number of seconds.
                 **server.ssl_options,  # type: ignore[arg-type]
             )
-        self._transport.set_protocol(protocol)
+        real = self._transport
+        if type(real) is _DIRECT_TRANSPORT and not isinstance(protocol, asyncio.BufferedProtocol):
+            # All set_protocol() would change: the transport already feeds
+            # data_received(), as it did for this header protocol.
+            real._protocol = protocol
+        else:
+            real.set_protocol(protocol)
         protocol.connection_made(transport)
         return protocol
 
@@ -463,19 +468,42 @@ class _HeaderProtocol(asyncio.Protocol):
 
 
 def _direct_transport_type() -> Any:
-    """asyncio's socket transport class, if it still answers get_extra_info
-    from its ``_extra`` dict; None (every transport wrapped) otherwise."""
+    """asyncio's socket transport class, if it still works as this module
+    relies on; None (every transport wrapped) otherwise.
+
+    It must answer get_extra_info from its ``_extra`` dict, resume reading
+    through ``_add_reader``, and keep what set_protocol(), is_reading() and
+    is_closing() read and write in the attributes named below (the names
+    each method's code uses are compared, so a rewrite in a later Python
+    turns the direct path off rather than breaking it)."""
     cls: Any = getattr(selector_events, "_SelectorSocketTransport", None)
     if cls is None:
         return None
     base = asyncio.transports.BaseTransport
-    if (
+    known = (
         cls.get_extra_info is base.get_extra_info
         and "_extra" in base.__slots__
         and callable(getattr(cls, "_add_reader", None))
-    ):
-        return cls
-    return None
+        and set(_names(cls.set_protocol)) == _SET_PROTOCOL_NAMES
+        and set(_names(super(cls, cls).set_protocol)) == {"_protocol", "_protocol_connected"}
+        # 3.10 reads _closing itself, later versions call is_closing().
+        and set(_names(cls.is_reading)) <= {"is_closing", "_closing", "_paused"}
+        and set(_names(cls.is_closing)) == {"_closing"}
+    )
+    return cls if known else None
+
+
+def _names(method: Any) -> tuple[str, ...]:
+    code = getattr(method, "__code__", None)
+    return () if code is None else code.co_names
+
+
+# What asyncio's set_protocol() uses: it picks the read callback by the
+# protocol's kind, then stores the protocol.
+_SET_PROTOCOL_NAMES = {
+    "isinstance", "protocols", "BufferedProtocol", "_read_ready__get_buffer",
+    "_read_ready_cb", "_read_ready__data_received", "super", "set_protocol",
+}
 
 
 _DIRECT_TRANSPORT: Any = _direct_transport_type()
@@ -556,6 +584,9 @@ def _fatal(transport: Any, exc: BaseException) -> None:
         }
     )
     transport.abort()
+
+
+_new_object = object.__new__
 
 
 class _SocketView:

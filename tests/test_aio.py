@@ -630,10 +630,41 @@ def test_asyncio_socket_transport_still_keeps_its_extra_info_in_a_dict():
             resume()
             assert calls == [(a.fileno(), transport._read_ready)]
             del transport._add_reader
+            # aio gives a data_received() protocol the transport by setting
+            # _protocol alone: all set_protocol() would change, since the
+            # header protocol set at creation needed the same read callback.
+            assert transport._read_ready_cb == transport._read_ready__data_received
+            assert transport._protocol_connected
+            inner = asyncio.Protocol()
+            state = dict(vars(transport))
+            transport.set_protocol(inner)
+            assert {k: v for k, v in vars(transport).items() if v is not state.get(k)} == {
+                "_protocol": inner, "_read_ready_cb": transport._read_ready__data_received}
+            # is_reading() is read as "neither paused nor closing".
+            for paused, closing in ((False, False), (True, False), (False, True)):
+                transport._paused, transport._closing = paused, closing
+                assert transport.is_reading() is (not paused and not closing)
+            transport._paused = transport._closing = False
             transport.abort()
             loop.run_until_complete(asyncio.sleep(0))
         finally:
             loop.close()
+
+
+def test_a_rewritten_asyncio_transport_turns_the_direct_path_off(monkeypatch):
+    from asyncio import selector_events
+
+    cls = selector_events._SelectorSocketTransport
+    assert aio._direct_transport_type() is cls
+
+    def set_protocol(self, protocol):
+        self._protocol = self._wrapped_protocol = protocol
+
+    monkeypatch.setattr(cls, "set_protocol", set_protocol)
+    assert aio._direct_transport_type() is None
+    monkeypatch.undo()
+    monkeypatch.setattr(cls, "is_reading", lambda self: not self._reading)
+    assert aio._direct_transport_type() is None
 
 
 def test_inner_protocol_gets_asyncio_transport_itself():
