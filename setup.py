@@ -1,4 +1,7 @@
-"""Build the optional Cython extension; everything else is in pyproject.toml.
+"""Build the optional Cython extensions; everything else is in pyproject.toml.
+
+The extensions: the parser (pyproxyproto._parser_c) and the asyncio header
+protocol (pyproxyproto._aio_c); each has a pure-Python twin.
 
 PYPROXYPROTO_NO_EXTENSIONS=1 builds a pure-Python package, and so does any
 interpreter but CPython (PyPy runs the pure backend faster than a C
@@ -39,7 +42,9 @@ EXTENSIONS = [
         ],
         include_dirs=["csrc"],
         depends=["csrc/pp_crc32c.h", "csrc/pp_inet.h", "csrc/pp_members.h", "csrc/pp_once.h"],
-    )
+    ),
+    # The asyncio header protocol (aio.py holds its pure twin).
+    Extension("pyproxyproto._aio_c", sources=["pyproxyproto/_aio_c.pyx"]),
 ]
 
 

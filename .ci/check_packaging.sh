@@ -82,17 +82,19 @@ tracked = subprocess.run(
     capture_output=True, text=True, check=True,
 ).stdout.split()
 problems += [f"sdist lacks tracked file {p}" for p in sorted(set(tracked) - members)]
-stale = [n for n in members if n.endswith((".so", ".pyd")) or n == "pyproxyproto/_parser_c.c"]
+stale = [n for n in members if n.endswith((".so", ".pyd"))
+         or n in ("pyproxyproto/_parser_c.c", "pyproxyproto/_aio_c.c")]
 problems += [f"sdist ships build output {p}" for p in sorted(stale)]
 
 def binaries(path):
     with zipfile.ZipFile(path) as zf:
         return [n for n in zf.namelist() if n.endswith((".so", ".pyd"))]
 
-if wheel.endswith("-py3-none-any.whl") or not any(
-    n.startswith("pyproxyproto/_parser_c.") for n in binaries(wheel)
-):
-    problems.append(f"{wheel} has no compiled pyproxyproto._parser_c")
+for module in ("_parser_c", "_aio_c"):
+    if wheel.endswith("-py3-none-any.whl") or not any(
+        n.startswith(f"pyproxyproto/{module}.") for n in binaries(wheel)
+    ):
+        problems.append(f"{wheel} has no compiled pyproxyproto.{module}")
 
 def elf_sections(data):
     """Section names of an ELF file (None for another format)."""

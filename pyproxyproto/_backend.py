@@ -1,4 +1,4 @@
-"""Choose the parser backend once, at import.
+"""Choose the parser backend, and the compiled asyncio header protocol, once, at import.
 
 PYPROXYPROTO_NO_EXTENSIONS selects the pure-Python backend, and so does any
 interpreter but CPython (on PyPy the pure backend is the fast one);
@@ -15,6 +15,7 @@ from types import ModuleType
 from . import _constants as C
 
 EXTENSION = "pyproxyproto._parser_c"
+AIO_EXTENSION = "pyproxyproto._aio_c"
 
 
 def _flag(name: str) -> bool:
@@ -26,28 +27,37 @@ def available() -> dict[str, ModuleType]:
     from . import _parser_py
 
     found = {"python": _parser_py}
-    required = _flag(C.ENV_REQUIRE_EXTENSIONS)
-    if _flag(C.ENV_NO_EXTENSIONS) or (sys.implementation.name != "cpython" and not required):
-        return found
-    try:
-        # import_module, not "from . import": during the package's own import
-        # a missing module would be reported as a circular import.
-        found["cython"] = importlib.import_module(EXTENSION)
-    except ImportError as exc:
-        if required:
-            raise ImportError(_missing(exc), name=EXTENSION) from exc
+    extension = load_extension(EXTENSION)
+    if extension is not None:
+        found["cython"] = extension
     return found
 
 
-def _missing(exc: ImportError) -> str:
+def load_extension(name: str) -> ModuleType | None:
+    """The C extension ``name`` if these switches allow it and it imports;
+    None otherwise (an ImportError under PYPROXYPROTO_REQUIRE_EXTENSIONS)."""
+    required = _flag(C.ENV_REQUIRE_EXTENSIONS)
+    if _flag(C.ENV_NO_EXTENSIONS) or (sys.implementation.name != "cpython" and not required):
+        return None
+    try:
+        # import_module, not "from . import": during the package's own import
+        # a missing module would be reported as a circular import.
+        return importlib.import_module(name)
+    except ImportError as exc:
+        if required:
+            raise ImportError(_missing(name, exc), name=name) from exc
+    return None
+
+
+def _missing(name: str, exc: ImportError) -> str:
     switch = f"{C.ENV_REQUIRE_EXTENSIONS}=1 is set"
-    if isinstance(exc, ModuleNotFoundError) and exc.name == EXTENSION:
+    if isinstance(exc, ModuleNotFoundError) and exc.name == name:
         return (
-            f"{switch}, but pyproxyproto's C extension ({EXTENSION}) is not installed: "
+            f"{switch}, but pyproxyproto's C extension ({name}) is not installed: "
             "this installation is pure Python (built without a C compiler, with "
             f"{C.ENV_NO_EXTENSIONS}=1, or from the py3-none-any wheel)"
         )
-    return f"{switch}, but pyproxyproto's C extension ({EXTENSION}) failed to import: {exc}"
+    return f"{switch}, but pyproxyproto's C extension ({name}) failed to import: {exc}"
 
 
 _AVAILABLE = available()

@@ -19,7 +19,7 @@ from collections import deque
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Literal, TypedDict, cast
 
-from . import parse
+from . import _backend, parse
 from ._errors import HeaderRejected, HeaderTimeout, Incomplete, ProxyProtocolError
 from ._policy import (
     DEFAULT_MAX_HEADER_SIZE,
@@ -231,6 +231,21 @@ class _Server:
         # One per event loop with connections waiting for their header.
         self.sweepers: dict[asyncio.AbstractEventLoop, _Sweeper] = {}
 
+    def tls(self, protocol: asyncio.BaseProtocol) -> asyncio.BaseProtocol:
+        """What loop.create_server(ssl=...) builds for each connection; here
+        it is fed the bytes that followed the header, which start the TLS
+        handshake."""
+        assert self.ssl is not None
+        return sslproto.SSLProtocol(
+            asyncio.get_running_loop(),
+            protocol,
+            self.ssl,
+            None,  # type: ignore[arg-type]  # no waiter: nothing awaits the handshake
+            server_side=True,
+            # typeshed says int; asyncio takes any number of seconds.
+            **self.ssl_options,  # type: ignore[arg-type]
+        )
+
     def start_sweeper(self, loop: asyncio.AbstractEventLoop) -> _Sweeper:
         assert self.policy.timeout is not None
         sweeper = self.sweepers[loop] = _Sweeper(loop, self.policy.timeout, self)
@@ -260,12 +275,12 @@ class _Sweeper:
     __slots__ = ("bucket", "_loop", "_tick", "_server", "_closed", "_handle")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float, server: _Server) -> None:
-        self.bucket: dict[_HeaderProtocol, None] = {}  # connections accepted this tick
+        self.bucket: dict[Any, None] = {}  # connections accepted this tick
         self._loop = loop
         self._tick = timeout / _TICKS
         self._server = server
         # The buckets of the last _TICKS sweeps, oldest first.
-        self._closed: deque[dict[_HeaderProtocol, None]] = deque()
+        self._closed: deque[dict[Any, None]] = deque()
         self._handle = loop.call_later(self._tick, self._sweep)
 
     def _sweep(self) -> None:
@@ -284,11 +299,13 @@ class _Sweeper:
             self._server.sweepers.pop(self._loop, None)
 
 
-class _HeaderProtocol(asyncio.Protocol):
+class _PyHeaderProtocol(asyncio.Protocol):
     """Reads the header, then hands the connection to the inner protocol.
 
     The common case, a whole header in the first read, takes one parse and
-    no copy; a header in pieces is gathered in a bytearray.
+    no copy; a header in pieces is gathered in a bytearray.  Its compiled
+    twin, pyproxyproto._aio_c.HeaderProtocol, takes the same steps in the
+    same order (change both together); aio uses it when it is built.
     """
 
     __slots__ = (
@@ -302,7 +319,7 @@ class _HeaderProtocol(asyncio.Protocol):
         self._kwargs = kwargs
         self._buffer: bytearray | None = None
         self._needed = 0  # the length the parser last asked for
-        self._bucket: dict[_HeaderProtocol, None] | None = None  # the sweeper's, while waiting
+        self._bucket: dict[Any, None] | None = None  # the sweeper's, while waiting
         self._done = False
 
     def connection_made(self, transport: Any) -> None:
@@ -433,18 +450,7 @@ class _HeaderProtocol(asyncio.Protocol):
         else:
             protocol = server.make_protocol(*self._args, **self._kwargs)
         if server.ssl is not None:
-            # What loop.create_server(ssl=...) builds for each connection;
-            # here it is fed the bytes that followed the header, which
-            # start the TLS handshake.
-            protocol = sslproto.SSLProtocol(
-                asyncio.get_running_loop(),
-                protocol,
-                server.ssl,
-                None,  # type: ignore[arg-type]  # no waiter: nothing awaits the handshake
-                server_side=True,
-                # typeshed says int; asyncio takes any number of seconds.
-                **server.ssl_options,  # type: ignore[arg-type]
-            )
+            protocol = server.tls(protocol)
         real = self._transport
         if type(real) is _DIRECT_TRANSPORT and not isinstance(protocol, asyncio.BufferedProtocol):
             # All set_protocol() would change: the transport already feeds
@@ -816,3 +822,11 @@ async def open_connection(
             raise
     return reader, writer
 
+
+# The header protocol wrap() uses: the compiled one when it is built (it costs
+# an accept loop less), else the pure one; both are tested.
+_HEADER_PROTOCOLS: dict[str, Any] = {"python": _PyHeaderProtocol}
+_compiled = _backend.load_extension(_backend.AIO_EXTENSION)
+if _compiled is not None:
+    _HEADER_PROTOCOLS["cython"] = _compiled.HeaderProtocol
+_HeaderProtocol: Any = _HEADER_PROTOCOLS.get("cython", _PyHeaderProtocol)

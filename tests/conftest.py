@@ -14,7 +14,7 @@ a missing extension is an error, not a silent skip.
 import pytest
 
 import pyproxyproto
-from pyproxyproto import _policy
+from pyproxyproto import _policy, aio
 from pyproxyproto._backend import available
 
 BACKENDS = available()
@@ -73,3 +73,13 @@ def pytest_report_header(config):
         f"pyproxyproto backends under test: {', '.join(sorted(BACKENDS))}; "
         f"package default: {pyproxyproto.BACKEND}; {tier}"
     )
+
+
+@pytest.fixture(params=sorted(aio._HEADER_PROTOCOLS), ids=lambda name: f"aio-{name}")
+def header_protocol(request, monkeypatch):
+    """Each implementation of aio's header protocol in turn (the compiled
+    one whenever pyproxyproto._aio_c is there), for servers wrapped inside
+    the test."""
+    cls = aio._HEADER_PROTOCOLS[request.param]
+    monkeypatch.setattr(aio, "_HeaderProtocol", cls)
+    return cls

@@ -33,6 +33,9 @@ V2 = pp.build(CLIENT, SERVER, tlvs=[(0x02, b"example.com")])
 HEADERS = {"v1": V1, "v2": V2}
 PAYLOAD = b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"
 
+# Every test here runs with each header protocol: the compiled one and its pure twin.
+pytestmark = pytest.mark.usefixtures("header_protocol")
+
 
 class Recorder(asyncio.Protocol):
     """Keeps what the application would see: extra info, data, end of stream."""
@@ -695,3 +698,34 @@ def test_buffered_protocol_pausing_in_every_buffer_gets_every_byte_in_order():
 
     reply, _ = run(main())
     assert reply == PAYLOAD + b"-and-more"
+
+
+def test_the_header_protocol_under_test_is_the_one_serving(header_protocol):
+    seen = []
+
+    class Probe(Recorder):
+        def connection_made(self, transport):
+            seen.append(type(transport.get_protocol()))
+            super().connection_made(transport)
+
+    async def main():
+        async with serving(Probe) as address:
+            factory = aio.wrap(Probe)
+            assert type(factory()) is header_protocol
+            await send(address, V2 + PAYLOAD)
+
+    run(main())
+    # The transport's protocol is the inner one by then; the wrapper made it.
+    assert seen == [Probe]
+
+
+def test_the_compiled_header_protocol_is_the_default_when_built():
+    # In a fresh interpreter: here the fixture has replaced the default.
+    import subprocess
+
+    code = "from pyproxyproto import aio; print(aio._HeaderProtocol.__module__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    expected = "pyproxyproto._aio_c" if "cython" in aio._HEADER_PROTOCOLS else "pyproxyproto.aio"
+    assert out.stdout.strip() == expected
+    if os.environ.get("PYPROXYPROTO_REQUIRE_EXTENSIONS", "") not in ("", "0"):
+        assert expected == "pyproxyproto._aio_c"

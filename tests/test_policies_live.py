@@ -135,10 +135,21 @@ def records(caplog):
     return [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "pyproxyproto"]
 
 
-@pytest.fixture(params=PATHS)
-def path(request, caplog):
+# The asyncio paths run with each of aio's header protocols (compiled, pure).
+_PATH_PARAMS = [
+    (path, impl)
+    for path in PATHS
+    for impl in (sorted(aio._HEADER_PROTOCOLS) if path in ("asyncio", "uvloop") else [None])
+]
+
+
+@pytest.fixture(params=_PATH_PARAMS, ids=lambda p: p[0] if p[1] is None else f"{p[0]}-{p[1]}")
+def path(request, caplog, monkeypatch):
     caplog.set_level(logging.DEBUG, logger="pyproxyproto")
-    return request.param
+    name, impl = request.param
+    if impl is not None:
+        monkeypatch.setattr(aio, "_HeaderProtocol", aio._HEADER_PROTOCOLS[impl])
+    return name
 
 
 def only(stats, **expected):

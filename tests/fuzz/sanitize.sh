@@ -94,7 +94,7 @@ python=$out/shim/python
 
 say "copying the sources to $out/src"
 (cd "$root" && tar -cf - --exclude=./build --exclude=./.git --exclude='./.venv*' --exclude=./dist \
-    --exclude='*.so' --exclude=__pycache__ --exclude=./pyproxyproto/_parser_c.c --exclude='*.egg-info' \
+    --exclude='*.so' --exclude=__pycache__ --exclude=./pyproxyproto/_parser_c.c --exclude=./pyproxyproto/_aio_c.c --exclude='*.egg-info' \
     --exclude=./.pytest_cache --exclude=./.hypothesis --exclude=./.benchmarks --exclude=./wheelhouse .) |
     tar -xf - -C "$out/src"
 
@@ -137,16 +137,20 @@ say "building the extension with $cc: $flags"
 "$real_python" - "$out"/wheel/pyproxyproto-*.whl "$out/src" <<'EOF'
 import sys, zipfile
 with zipfile.ZipFile(sys.argv[1]) as wheel:
-    names = [n for n in wheel.namelist() if n.startswith("pyproxyproto/_parser_c.") and n.endswith(".so")]
-    assert len(names) == 1, names
-    wheel.extract(names[0], sys.argv[2])
+    # Every extension: the parser, and the asyncio header protocol.
+    names = [n for n in wheel.namelist() if n.startswith("pyproxyproto/_") and n.endswith(".so")]
+    assert sorted(n.split(".")[0] for n in names) == ["pyproxyproto/_aio_c", "pyproxyproto/_parser_c"], names
+    for name in names:
+        wheel.extract(name, sys.argv[2])
 EOF
 so=$(ls "$out"/src/pyproxyproto/_parser_c.*.so)
-for sym in __asan_report_load1 __ubsan_handle_; do
-    if ! nm -D --undefined-only "$so" | grep "$sym" >/dev/null; then
-        echo "sanitize: $so is not instrumented (no $sym)" >&2
-        exit 1
-    fi
+for lib in "$so" "$out"/src/pyproxyproto/_aio_c.*.so; do
+    for sym in __asan_report_load1 __ubsan_handle_; do
+        if ! nm -D --undefined-only "$lib" | grep "$sym" >/dev/null; then
+            echo "sanitize: $lib is not instrumented (no $sym)" >&2
+            exit 1
+        fi
+    done
 done
 
 cd "$out/src"

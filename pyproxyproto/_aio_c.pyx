@@ -1,0 +1,186 @@
+# cython: language_level=3, freethreading_compatible=True
+"""aio's header protocol, compiled: the twin of aio._PyHeaderProtocol.
+
+The same states, the same calls in the same order, the same results: it
+exists because the pure class's bytecode is most of what a wrapped
+connection costs an accept loop.  The policy, the deadline sweep, the TLS
+wrapping, the hand-over of held bytes and the wrapper for other transports
+stay the shared Python code in aio.py and _policy.py, called from here.
+
+aio.py imports this module at its end, so the names taken from it below
+are defined.  asyncio duck-types protocols (only BufferedProtocol is told
+apart, by isinstance), so a cdef class that cannot inherit asyncio.Protocol
+serves as one, on uvloop too.
+
+Free-threading: declared compatible, like the parser; an instance is used
+by its event loop's thread only, as asyncio protocols are.
+"""
+
+from asyncio import BufferedProtocol, get_running_loop
+
+from ._errors import HeaderRejected, Incomplete, ProxyProtocolError
+from ._policy import REJECT, SKIP
+from .aio import _DIRECT_TRANSPORT, _ProxiedTransport, _SocketView, _hand_over
+
+cdef object _new_object = object.__new__
+
+
+cdef class HeaderProtocol:
+    """Reads the header, then hands the connection to the inner protocol
+    (see aio._PyHeaderProtocol, whose every step this repeats)."""
+
+    cdef object _server
+    cdef tuple _args
+    cdef dict _kwargs
+    cdef object _transport
+    cdef object _peer
+    cdef object _decision
+    cdef bytearray _buffer  # the header so far, when it comes in pieces
+    cdef Py_ssize_t _needed  # the length the parser last asked for
+    cdef dict _bucket  # the sweeper's, while waiting
+    cdef bint _done
+
+    def __init__(self, server, *args, **kwargs):
+        self._server = server
+        self._args = args
+        self._kwargs = kwargs
+
+    def connection_made(self, transport):
+        self._transport = transport
+        server = self._server
+        policy = server.policy
+        peer = self._peer = transport.get_extra_info("peername")
+        decision = self._decision = policy.always or policy.decide(peer)
+        if decision == REJECT:
+            self._done = True
+            policy.refuse_peer(peer)
+            transport.close()
+        elif decision == SKIP:
+            self._done = True
+            policy.skipped()
+            self._start_inner(transport, None)
+        elif policy.timeout is not None:
+            loop = get_running_loop()
+            sweeper = server.sweepers.get(loop)
+            if sweeper is None:
+                sweeper = server.start_sweeper(loop)
+            bucket = self._bucket = sweeper.bucket
+            bucket[self] = None
+
+    def data_received(self, data):
+        if self._buffer is None:
+            buffer = data  # the usual case: the whole header in one read
+        else:
+            self._buffer += data
+            buffer = self._buffer
+            if len(buffer) < self._needed:
+                return  # a long v2 header still arriving: nothing to decide yet
+        policy = self._server.policy
+        try:
+            header, believed = policy.take(buffer, self._peer, self._decision)
+        except Incomplete as exc:
+            self._needed = exc.needed
+            if self._buffer is None:
+                self._buffer = bytearray(data)
+            return
+        except HeaderRejected:  # counted and logged by the policy
+            self._finish()
+            self._transport.close()
+            return
+        except ProxyProtocolError as exc:
+            self._finish()
+            policy.refuse_header(self._peer, exc)
+            self._transport.close()
+            return
+        self._done = True
+        if self._bucket is not None:
+            del self._bucket[self]
+            self._bucket = None
+        transport = self._transport
+        cdef Py_ssize_t length = header.length
+        if type(transport) is _DIRECT_TRANSPORT and type(transport._extra) is dict:
+            # asyncio's own transport: it reports the header's addresses
+            # itself, and the inner protocol talks to it directly.
+            extra = <dict>transport._extra
+            extra["proxy_header"] = believed
+            extra["proxy_peername"] = self._peer
+            if believed is not None:
+                source = believed.source
+                if source is not None:  # not LOCAL, not UNKNOWN
+                    extra["peername"] = source
+                    extra["sockname"] = believed.destination
+                    view = _new_object(_SocketView)
+                    view._sock = extra["socket"]
+                    view._header = believed
+                    extra["socket"] = view
+            protocol = self._start_inner(transport, believed)
+            if len(buffer) > length:
+                rest = buffer[length:]
+                if (
+                    not transport._paused and not transport._closing
+                    and not isinstance(protocol, BufferedProtocol)
+                ):
+                    # What the transport does with what it reads.
+                    protocol.data_received(rest if type(rest) is bytes else bytes(rest))
+                else:
+                    _hand_over(transport, rest)
+            return
+        proxied = _ProxiedTransport(transport, self._peer, believed)
+        protocol = self._start_inner(proxied, believed)
+        if len(buffer) > length:
+            # Synchronous, as if the real transport had just read these bytes.
+            proxied.deliver(protocol, buffer, length)
+
+    def eof_received(self):
+        self._closed_early(None)
+        return False
+
+    def connection_lost(self, exc):
+        if not self._done:
+            self._closed_early(exc)
+
+    def pause_writing(self):
+        pass
+
+    def resume_writing(self):
+        pass
+
+    def expire(self):
+        """Called by the sweeper at the deadline."""
+        self._bucket = None
+        self._done = True
+        self._server.policy.timed_out(self._peer, self._received())
+        self._transport.close()
+
+    cdef _closed_early(self, cause):
+        self._finish()
+        self._server.policy.closed_early(self._peer, self._received(), self._needed, cause)
+        self._transport.close()
+
+    cdef Py_ssize_t _received(self):
+        return 0 if self._buffer is None else len(self._buffer)
+
+    cdef _finish(self):
+        self._done = True
+        if self._bucket is not None:
+            del self._bucket[self]
+            self._bucket = None
+
+    cdef _start_inner(self, transport, header):
+        """Make the inner protocol, give it the connection; return it."""
+        server = self._server
+        if server.with_header:
+            protocol = server.make_protocol(header, *self._args, **self._kwargs)
+        else:
+            protocol = server.make_protocol(*self._args, **self._kwargs)
+        if server.ssl is not None:
+            protocol = server.tls(protocol)
+        real = self._transport
+        if type(real) is _DIRECT_TRANSPORT and not isinstance(protocol, BufferedProtocol):
+            # All set_protocol() would change: the transport already feeds
+            # data_received(), as it did for this header protocol.
+            real._protocol = protocol
+        else:
+            real.set_protocol(protocol)
+        protocol.connection_made(transport)
+        return protocol
