@@ -60,7 +60,11 @@ cdef class HeaderProtocol:
             policy.skipped()
             self._start_inner(transport, None)
         elif policy.timeout is not None:
-            loop = get_running_loop()
+            # get_running_loop() costs a getpid() system call.
+            if type(transport) is _DIRECT_TRANSPORT:
+                loop = transport._loop
+            else:
+                loop = get_running_loop()
             sweeper = server.sweepers.get(loop)
             if sweeper is None:
                 sweeper = server.start_sweeper(loop)

@@ -337,7 +337,11 @@ class _PyHeaderProtocol(asyncio.Protocol):
             policy.skipped()
             self._start_inner(transport, None)
         elif policy.timeout is not None:
-            loop = asyncio.get_running_loop()
+            # get_running_loop() costs a getpid() system call.
+            if type(transport) is _DIRECT_TRANSPORT:
+                loop = transport._loop
+            else:
+                loop = asyncio.get_running_loop()
             sweeper = server.sweepers.get(loop)
             if sweeper is None:
                 sweeper = server.start_sweeper(loop)
@@ -477,11 +481,12 @@ def _direct_transport_type() -> Any:
     """asyncio's socket transport class, if it still works as this module
     relies on; None (every transport wrapped) otherwise.
 
-    It must answer get_extra_info from its ``_extra`` dict, resume reading
-    through ``_add_reader``, and keep what set_protocol(), is_reading() and
-    is_closing() read and write in the attributes named below (the names
-    each method's code uses are compared, so a rewrite in a later Python
-    turns the direct path off rather than breaking it)."""
+    It must answer get_extra_info from its ``_extra`` dict, keep its event
+    loop in ``_loop``, resume reading through ``_add_reader``, and keep
+    what set_protocol(), is_reading() and is_closing() read and write in
+    the attributes named below (the names each method's code uses are
+    compared, so a rewrite in a later Python turns the direct path off
+    rather than breaking it)."""
     cls: Any = getattr(selector_events, "_SelectorSocketTransport", None)
     if cls is None:
         return None
@@ -490,6 +495,8 @@ def _direct_transport_type() -> Any:
         cls.get_extra_info is base.get_extra_info
         and "_extra" in base.__slots__
         and callable(getattr(cls, "_add_reader", None))
+        and issubclass(cls, asyncio.transports._FlowControlMixin)
+        and "_loop" in asyncio.transports._FlowControlMixin.__slots__
         and set(_names(cls.set_protocol)) == _SET_PROTOCOL_NAMES
         and set(_names(super(cls, cls).set_protocol)) == {"_protocol", "_protocol_connected"}
         # 3.10 reads _closing itself, later versions call is_closing().

@@ -729,3 +729,40 @@ def test_the_compiled_header_protocol_is_the_default_when_built():
     assert out.stdout.strip() == expected
     if os.environ.get("PYPROXYPROTO_REQUIRE_EXTENSIONS", "") not in ("", "0"):
         assert expected == "pyproxyproto._aio_c"
+
+
+class Echo(asyncio.Protocol):
+    """Echoes, and asks nothing of the event loop."""
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.transport.write(data)
+
+    def eof_received(self):
+        self.transport.close()
+
+
+def test_asyncio_transport_finds_its_loop_without_get_running_loop(header_protocol, monkeypatch):
+    """get_running_loop() makes a getpid() system call each time; on asyncio's
+    own transport the deadline sweep takes the transport's loop instead."""
+    module = sys.modules[header_protocol.__module__]
+    owner = asyncio if module is aio else module
+    real = asyncio.get_running_loop
+    calls = []
+
+    def counting():
+        calls.append(1)
+        return real()
+
+    async def main():
+        async with serving(Echo) as address:
+            monkeypatch.setattr(owner, "get_running_loop", counting)
+            replies = [await send(address, V2 + PAYLOAD) for _ in range(3)]
+            monkeypatch.undo()
+        return replies
+
+    replies = run(main())
+    assert [reply for reply, _ in replies] == [PAYLOAD] * 3
+    assert calls == []
