@@ -48,6 +48,7 @@ import statistics
 import subprocess
 import sys
 import time
+from functools import partial
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -161,12 +162,17 @@ async def _one_run(kind: str, wrapped: bool, opts: dict[str, Any]) -> dict[str, 
     cmd = [opts["loadgen"], str(port), str(opts["threads"]), str(opts["concurrency"]),
            str(opts["duration"]), str(opts["max_conns"]), (header + REQUEST).hex(),
            expect.hex()]
-    cpu0 = time.process_time()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE)
+    t0 = os.times()
+    pin = opts.get("pin")
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE,
+        # Set before exec, so the generator's threads inherit it.
+        preexec_fn=None if pin is None else partial(os.sched_setaffinity, 0, pin["client"]),
+    )
     try:
         out = await asyncio.wait_for(_output(proc), opts["duration"] + 60)
     finally:
-        cpu = time.process_time() - cpu0
+        t1 = os.times()
         server.close()
         await server.wait_closed()
         if proc.poll() is None:  # still running only if the wait above failed
@@ -176,7 +182,12 @@ async def _one_run(kind: str, wrapped: bool, opts: dict[str, Any]) -> dict[str, 
     if proc.returncode != 0:
         raise RuntimeError(f"load generator failed with status {proc.returncode}")
     result: dict[str, Any] = json.loads(out)
-    result["server_cpu_s"] = cpu
+    # User time is this process's own work; system time is mostly the
+    # kernel's loopback TCP, charged to whichever side runs when packets
+    # are processed, and the noisier half.
+    result["server_user_s"] = t1.user - t0.user
+    result["server_sys_s"] = t1.system - t0.system
+    result["server_cpu_s"] = result["server_user_s"] + result["server_sys_s"]
     return result
 
 
@@ -190,6 +201,8 @@ def _new_loop(name: str) -> asyncio.AbstractEventLoop:
 def serve(loop_name: str, opts: dict[str, Any]) -> dict[str, Any]:
     """Every pair, ``opts["rounds"]`` interleaved rounds, on one event loop."""
     runs: dict[str, list[list[dict[str, Any]]]] = {kind: [] for kind, _, _ in PAIRS}
+    if opts.get("pin") is not None:
+        os.sched_setaffinity(0, opts["pin"]["server"])
 
     async def main() -> None:
         warm = dict(opts, duration=min(0.3, opts["duration"]),
@@ -281,10 +294,13 @@ def _summary(rounds: list[list[dict[str, Any]]]) -> dict[str, Any]:
     def side(i: int) -> dict[str, Any]:
         rs = [r[i] for r in rounds]
         cpu = [r["server_cpu_s"] / r["count"] * 1e6 for r in rs]
+        user = [r["server_user_s"] / r["count"] * 1e6 for r in rs]
         return {
             "conns_per_s": statistics.median(r["count"] / r["elapsed_s"] for r in rs),
             "server_cpu_us_per_conn": statistics.median(cpu),
             "server_cpu_us_per_conn_runs": cpu,
+            "server_user_us_per_conn": statistics.median(user),
+            "server_user_us_per_conn_runs": user,
             # Near 1.0: the server, not the load generator, sets the pace.
             "server_busy": statistics.median(r["server_cpu_s"] / r["elapsed_s"] for r in rs),
             "client_cpu_us_per_conn": statistics.median(
@@ -297,8 +313,11 @@ def _summary(rounds: list[list[dict[str, Any]]]) -> dict[str, Any]:
     plain, wrapped = side(0), side(1)
     ratios = [w / p for p, w in zip(plain["server_cpu_us_per_conn_runs"],
                                     wrapped["server_cpu_us_per_conn_runs"])]
+    user_ratios = [w / p for p, w in zip(plain["server_user_us_per_conn_runs"],
+                                         wrapped["server_user_us_per_conn_runs"])]
     return {"plain": plain, "wrapped": wrapped, "cpu_ratio": statistics.median(ratios),
-            "cpu_ratio_runs": ratios}
+            "cpu_ratio_runs": ratios, "user_ratio": statistics.median(user_ratios),
+            "user_ratio_runs": user_ratios}
 
 
 def available_loops() -> list[str]:
@@ -312,16 +331,29 @@ def available_loops() -> list[str]:
     return loops
 
 
+def cpu_split() -> dict[str, list[int]] | None:
+    """One CPU for the server, the others for the load generator: neither
+    evicts the other's caches, and the kernel's loopback work for what the
+    generator sends runs on the generator's CPUs.  None (no pinning) on a
+    machine with fewer than two CPUs available."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None
+    return {"server": cpus[:1], "client": cpus[1:]}
+
+
 def run(duration: float = 2.0, rounds: int = 5, max_conns: int = 20000,
-        concurrency: int = 16, threads: int = 2, loops: list[str] | None = None) -> dict:
+        concurrency: int = 16, threads: int = 2, loops: list[str] | None = None,
+        pin: bool = True) -> dict:
     """Run the benchmark; each event loop gets a fresh server process."""
     loops = loops or available_loops()
     opts = {"duration": duration, "rounds": rounds, "max_conns": max_conns,
-            "concurrency": concurrency, "threads": threads, "loadgen": build_loadgen()}
+            "concurrency": concurrency, "threads": threads, "loadgen": build_loadgen(),
+            "pin": cpu_split() if pin else None}
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     summary: dict[str, Any] = {
         "duration_s": duration, "rounds": rounds, "max_conns": max_conns,
-        "concurrency": concurrency, "threads": threads,
+        "concurrency": concurrency, "threads": threads, "pin": opts["pin"],
         "request_bytes": len(_header()[0] + REQUEST), "loops": {},
         "pairs": {kind: [plain, wrapped] for kind, plain, wrapped in PAIRS},
     }
@@ -341,18 +373,24 @@ def errors(summary: dict[str, Any]) -> int:
 
 
 def format_table(summary: dict[str, Any]) -> str:
-    lines = ["loop     server                            conn/s   CPU us/conn  busy  "
-             "client us/conn  wrapped/plain CPU (median, min-max)  errors"]
+    lines = ["loop     server                            conn/s   CPU us/conn  user us  busy  "
+             "client us/conn  wrapped/plain CPU (median, min-max)  user CPU (median, min-max)"
+             "  errors"]
     for name, kinds in summary["loops"].items():
         for kind, s in kinds.items():
             for i, side in enumerate(("plain", "wrapped")):
                 m = s[side]
-                ratio = (f"{s['cpu_ratio']:.3f} ({min(s['cpu_ratio_runs']):.3f}-"
-                         f"{max(s['cpu_ratio_runs']):.3f})" if i else "")
+                ratio = user = ""
+                if i:
+                    ratio = (f"{s['cpu_ratio']:.3f} ({min(s['cpu_ratio_runs']):.3f}-"
+                             f"{max(s['cpu_ratio_runs']):.3f})")
+                    user = (f"{s['user_ratio']:.3f} ({min(s['user_ratio_runs']):.3f}-"
+                            f"{max(s['user_ratio_runs']):.3f})")
                 lines.append(f"{name:8} {summary['pairs'][kind][i]:32} "
                              f"{m['conns_per_s']:7,.0f} {m['server_cpu_us_per_conn']:11.1f} "
+                             f"{m['server_user_us_per_conn']:8.1f} "
                              f"{m['server_busy']:5.2f} {m['client_cpu_us_per_conn']:15.1f}  "
-                             f"{ratio:36} {m['errors']}")
+                             f"{ratio:36} {user:27} {m['errors']}")
     return "\n".join(lines)
 
 
@@ -386,10 +424,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=16, help="connections in flight")
     p.add_argument("--threads", type=int, default=2, help="load generator threads")
     p.add_argument("--loops", help="comma-separated: asyncio,uvloop (default: those installed)")
+    p.add_argument("--no-pin", action="store_true",
+                   help="let the scheduler place server and load generator (default: the "
+                        "server on one CPU, the generator on the others)")
     p.add_argument("--json", help="write the summary here")
     a = p.parse_args(argv)
     summary = run(a.duration, a.rounds, a.max_conns, a.concurrency, a.threads,
-                  a.loops.split(",") if a.loops else None)
+                  a.loops.split(",") if a.loops else None, pin=not a.no_pin)
     if a.json:
         with open(a.json, "w") as f:
             f.write(json.dumps(summary, indent=2) + "\n")
