@@ -16,13 +16,38 @@ Free-threading: declared compatible, like the parser; an instance is used
 by its event loop's thread only, as asyncio protocols are.
 """
 
+cimport cython
+
 from asyncio import BufferedProtocol, get_running_loop
 
 from ._errors import HeaderRejected, Incomplete, ProxyProtocolError
 from ._policy import REJECT, SKIP
-from .aio import _DIRECT_TRANSPORT, _ProxiedTransport, _SocketView, _hand_over
+from .aio import _DIRECT_TRANSPORT, _ProxiedTransport, _hand_over
 
-cdef object _new_object = object.__new__
+
+@cython.final
+cdef class SocketView:
+    """aio._SocketView, compiled: asyncio's own transport needs one for every
+    proxied connection, before anyone asks for it."""
+
+    cdef readonly object _sock
+    cdef readonly object _header  # one whose source is not None
+
+    def __init__(self, sock, header):
+        self._sock = sock
+        self._header = header
+
+    def getpeername(self):
+        return self._header.source
+
+    def getsockname(self):
+        return self._header.destination
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+    def __repr__(self):
+        return f"<proxied {self._sock!r} peername={self._header.source!r}>"
 
 
 cdef class HeaderProtocol:
@@ -72,6 +97,7 @@ cdef class HeaderProtocol:
             bucket[self] = None
 
     def data_received(self, data):
+        cdef SocketView view
         if self._buffer is None:
             buffer = data  # the usual case: the whole header in one read
         else:
@@ -113,7 +139,7 @@ cdef class HeaderProtocol:
                 if source is not None:  # not LOCAL, not UNKNOWN
                     extra["peername"] = source
                     extra["sockname"] = believed.destination
-                    view = _new_object(_SocketView)
+                    view = SocketView.__new__(SocketView)
                     view._sock = extra["socket"]
                     view._header = believed
                     extra["socket"] = view

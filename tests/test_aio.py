@@ -127,6 +127,7 @@ def test_one_segment(name, protocol, caplog):
     assert extra["proxy_header"].source == CLIENT
     assert extra["socket"].getpeername() == CLIENT and extra["socket"].getsockname() == SERVER
     assert extra["socket"].family == socket.AF_INET  # the rest is the real socket
+    assert repr(extra["socket"]).endswith(f"peername={CLIENT!r}>")
     assert not rejections(caplog)
 
 
