@@ -50,11 +50,50 @@ cdef class SocketView:
         return f"<proxied {self._sock!r} peername={self._header.source!r}>"
 
 
+@cython.final
+cdef class Factory:
+    """wrap()'s protocol factory, compiled: it holds in C fields what each
+    connection of one server reads (aio.py gives the pure protocol a
+    functools.partial over aio._Server instead)."""
+
+    cdef readonly object server  # the aio._Server
+    cdef object policy
+    cdef object always  # policy.always
+    cdef bint timed  # policy.timeout is not None
+    cdef dict sweepers  # server.sweepers
+    cdef object make_protocol
+    cdef bint with_header
+    cdef bint tls
+
+    def __init__(self, server):
+        self.server = server
+        self.policy = server.policy
+        self.always = server.policy.always
+        self.timed = server.policy.timeout is not None
+        self.sweepers = server.sweepers
+        self.make_protocol = server.make_protocol
+        self.with_header = server.with_header
+        self.tls = server.ssl is not None
+
+    def __call__(self, *args, **kwargs):
+        cdef HeaderProtocol protocol = HeaderProtocol.__new__(HeaderProtocol)
+        protocol._factory = self
+        protocol._args = args
+        protocol._kwargs = kwargs
+        return protocol
+
+
+# Read on every connection: a C global, not a module dictionary lookup.
+cdef object _DIRECT = _DIRECT_TRANSPORT
+
+
+@cython.final
 cdef class HeaderProtocol:
     """Reads the header, then hands the connection to the inner protocol
-    (see aio._PyHeaderProtocol, whose every step this repeats)."""
+    (see aio._PyHeaderProtocol, whose every step this repeats).  Made by
+    Factory."""
 
-    cdef object _server
+    cdef Factory _factory
     cdef tuple _args
     cdef dict _kwargs
     cdef object _transport
@@ -65,17 +104,15 @@ cdef class HeaderProtocol:
     cdef dict _bucket  # the sweeper's, while waiting
     cdef bint _done
 
-    def __init__(self, server, *args, **kwargs):
-        self._server = server
-        self._args = args
-        self._kwargs = kwargs
+    def __init__(self, *args, **kwargs):
+        raise TypeError("HeaderProtocol is made by aio.wrap()'s factory")
 
     def connection_made(self, transport):
+        cdef Factory factory = self._factory
         self._transport = transport
-        server = self._server
-        policy = server.policy
+        policy = factory.policy
         peer = self._peer = transport.get_extra_info("peername")
-        decision = self._decision = policy.always or policy.decide(peer)
+        decision = self._decision = factory.always or policy.decide(peer)
         if decision == REJECT:
             self._done = True
             policy.refuse_peer(peer)
@@ -84,15 +121,15 @@ cdef class HeaderProtocol:
             self._done = True
             policy.skipped()
             self._start_inner(transport, None)
-        elif policy.timeout is not None:
+        elif factory.timed:
             # get_running_loop() costs a getpid() system call.
-            if type(transport) is _DIRECT_TRANSPORT:
+            if type(transport) is _DIRECT:
                 loop = transport._loop
             else:
                 loop = get_running_loop()
-            sweeper = server.sweepers.get(loop)
+            sweeper = factory.sweepers.get(loop)
             if sweeper is None:
-                sweeper = server.start_sweeper(loop)
+                sweeper = factory.server.start_sweeper(loop)
             bucket = self._bucket = sweeper.bucket
             bucket[self] = None
 
@@ -105,7 +142,7 @@ cdef class HeaderProtocol:
             buffer = self._buffer
             if len(buffer) < self._needed:
                 return  # a long v2 header still arriving: nothing to decide yet
-        policy = self._server.policy
+        policy = self._factory.policy
         try:
             header, believed = policy.take(buffer, self._peer, self._decision)
         except Incomplete as exc:
@@ -128,7 +165,7 @@ cdef class HeaderProtocol:
             self._bucket = None
         transport = self._transport
         cdef Py_ssize_t length = header.length
-        if type(transport) is _DIRECT_TRANSPORT and type(transport._extra) is dict:
+        if type(transport) is _DIRECT and type(transport._extra) is dict:
             # asyncio's own transport: it reports the header's addresses
             # itself, and the inner protocol talks to it directly.
             extra = <dict>transport._extra
@@ -179,12 +216,12 @@ cdef class HeaderProtocol:
         """Called by the sweeper at the deadline."""
         self._bucket = None
         self._done = True
-        self._server.policy.timed_out(self._peer, self._received())
+        self._factory.policy.timed_out(self._peer, self._received())
         self._transport.close()
 
     cdef _closed_early(self, cause):
         self._finish()
-        self._server.policy.closed_early(self._peer, self._received(), self._needed, cause)
+        self._factory.policy.closed_early(self._peer, self._received(), self._needed, cause)
         self._transport.close()
 
     cdef Py_ssize_t _received(self):
@@ -198,15 +235,17 @@ cdef class HeaderProtocol:
 
     cdef _start_inner(self, transport, header):
         """Make the inner protocol, give it the connection; return it."""
-        server = self._server
-        if server.with_header:
-            protocol = server.make_protocol(header, *self._args, **self._kwargs)
+        cdef Factory factory = self._factory
+        if factory.with_header:
+            protocol = factory.make_protocol(header, *self._args, **self._kwargs)
+        elif self._kwargs:
+            protocol = factory.make_protocol(*self._args, **self._kwargs)
         else:
-            protocol = server.make_protocol(*self._args, **self._kwargs)
-        if server.ssl is not None:
-            protocol = server.tls(protocol)
+            protocol = factory.make_protocol(*self._args)
+        if factory.tls:
+            protocol = factory.server.tls(protocol)
         real = self._transport
-        if type(real) is _DIRECT_TRANSPORT and not isinstance(protocol, BufferedProtocol):
+        if type(real) is _DIRECT and not isinstance(protocol, BufferedProtocol):
             # All set_protocol() would change: the transport already feeds
             # data_received(), as it did for this header protocol.
             real._protocol = protocol

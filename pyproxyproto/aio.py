@@ -101,8 +101,7 @@ def wrap(
     if "ssl_shutdown_timeout" in ssl_options and sys.version_info < (3, 11):
         raise ValueError("ssl_shutdown_timeout needs Python 3.11 or later")
 
-    server = _Server(protocol_factory, rules, ssl, ssl_options)
-    return partial(_HeaderProtocol, server)
+    return _factory(_Server(protocol_factory, rules, ssl, ssl_options))
 
 
 def _header_reader(
@@ -114,8 +113,14 @@ def _header_reader(
     gets the header believed for the connection (None when skipped, ignored
     or refused to be believed) before the arguments the factory was called
     with, so the server can put it where its application sees it."""
-    server = _Server(make_protocol, policy, ssl, {}, with_header=True)
-    return partial(_HeaderProtocol, server)
+    return _factory(_Server(make_protocol, policy, ssl, {}, with_header=True))
+
+
+def _factory(server: _Server) -> Callable[..., asyncio.Protocol]:
+    """The protocol factory of one server: each call makes a header protocol."""
+    if _HeaderProtocol is _PyHeaderProtocol:
+        return partial(_PyHeaderProtocol, server)
+    return _compiled.Factory(server)  # type: ignore[union-attr, no-any-return]
 
 
 async def start_server(
@@ -831,7 +836,8 @@ async def open_connection(
 
 
 # The header protocol wrap() uses: the compiled one when it is built (it costs
-# an accept loop less), else the pure one; both are tested.
+# an accept loop less; its factory is _aio_c.Factory), else the pure one;
+# both are tested.
 _HEADER_PROTOCOLS: dict[str, Any] = {"python": _PyHeaderProtocol}
 _compiled = _backend.load_extension(_backend.AIO_EXTENSION)
 if _compiled is not None:
