@@ -105,3 +105,18 @@ def test_python_dash_m():
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0
     assert done.stdout.strip().startswith(f"pyproxyproto {pyproxyproto.__version__} (")
+
+
+def test_required_header_protocol_extension_that_is_not_installed():
+    done = python(
+        "import sys; sys.modules['pyproxyproto._aio_c'] = None; from pyproxyproto import aio",
+        PYPROXYPROTO_REQUIRE_EXTENSIONS="1",
+    )
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError: PYPROXYPROTO_REQUIRE_EXTENSIONS=1 is set, but "
+                           "pyproxyproto's C extension (pyproxyproto._aio_c) is not installed")
+    # Without the switch aio falls back to its pure header protocol.
+    done = python("import sys; sys.modules['pyproxyproto._aio_c'] = None\n"
+                  "from pyproxyproto import aio; print(aio._HeaderProtocol.__name__)")
+    assert done.returncode == 0 and done.stdout.split() == ["_PyHeaderProtocol"]

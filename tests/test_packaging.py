@@ -137,7 +137,8 @@ def test_cibuildwheel_tests_every_wheel_against_the_extension() -> None:
     assert "test-environment" not in free_threaded
     assert free_threaded["inherit"]["test-command"] == "prepend"
     (check,) = free_threaded["test-command"]
-    assert "import sys, pyproxyproto._parser_c" in check and "_is_gil_enabled()" in check
+    assert "import sys, pyproxyproto._parser_c, pyproxyproto._aio_c" in check
+    assert "_is_gil_enabled()" in check
 
 
 def test_test_matrix_covers_every_interpreter_and_backend() -> None:
