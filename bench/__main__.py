@@ -19,6 +19,7 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -276,6 +277,19 @@ def main(argv: list[str] | None = None) -> int:
                 os.remove(cg_path)
         else:
             _write_json(cg_path, counts)
+    count_path = os.path.join(out, "accept_count.json")
+    if a.quick or a.no_callgrind or a.no_accept or shutil.which("valgrind") is None:
+        if os.path.exists(count_path):
+            os.remove(count_path)
+    else:
+        from bench import accept_loop
+        print("bench: accept-loop instruction counts ...", flush=True)
+        try:
+            _write_json(count_path, accept_loop.count(conns=300,
+                                                      loops=accept_loop.available_loops()))
+        except Exception as exc:
+            print(f"bench: accept-loop counts failed: {exc!r}", file=sys.stderr)
+            status = status or 1
 
     env["load"] = f"{env.pop('load_start')} at the start, {_load()} at the end"
     env["elapsed_s"] = round(time.monotonic() - started, 1)

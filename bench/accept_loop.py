@@ -348,7 +348,7 @@ def cpu_split() -> dict[str, list[int]] | None:
     return {"server": cpus[:1], "client": cpus[1:]}
 
 
-def run(duration: float = 2.0, rounds: int = 5, max_conns: int = 20000,
+def run(duration: float = 2.0, rounds: int = 21, max_conns: int = 20000,
         concurrency: int = 16, threads: int = 2, loops: list[str] | None = None,
         pin: bool = True) -> dict:
     """Run the benchmark; each event loop gets a fresh server process."""
@@ -425,7 +425,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.accept_loop", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--duration", type=float, default=2.0, help="seconds per run (default 2)")
-    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
+    p.add_argument("--rounds", type=int, default=21,
+                   help="interleaved rounds (default 21: single rounds vary by +-30%% here)")
     p.add_argument("--max-conns", type=int, default=20000, help="connections per run at most")
     p.add_argument("--concurrency", type=int, default=16, help="connections in flight")
     p.add_argument("--threads", type=int, default=2, help="load generator threads")

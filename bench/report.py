@@ -3,6 +3,7 @@
 Inputs, all in one directory (what ``python -m bench`` writes there):
   parse.json      pytest-benchmark's JSON for bench/test_parse.py
   accept.json     bench.accept_loop summary (optional)
+  accept_count.json  bench.accept_loop count: instructions per connection (optional)
   callgrind.json  bench.callgrind counts (optional)
   env.json        machine, Python, date, load, peers' versions and probes
 """
@@ -54,6 +55,7 @@ def load(directory: str) -> dict[str, Any]:
         "options": parse["benchmarks"][0]["options"] if parse["benchmarks"] else {},
         "passes": parse.get("passes", 1),
         "accept": read("accept.json"),
+        "accept_count": read("accept_count.json"),
         "servers": read("servers.json"),
         "callgrind": read("callgrind.json"),
         "env": read("env.json") or {},
@@ -295,7 +297,11 @@ def render(directory: str) -> str:
             f"which goes first), {acc['duration_s']:g} s or {acc['max_conns']:,} connections "
             f"each; {acc['rounds']} rounds. Server CPU per connection is the server process's "
             f"user + system time over its connections; the ratio is taken within each round, "
-            f"and its median and range are shown. Busy: the server's CPU time over the run's "
+            f"and its median and range are shown (user time alone beside it: the kernel "
+            f"charges it by the tick, so it is no steadier). "
+            + ("The server runs pinned to one CPU, the load generator to the other. "
+               if acc.get("pin") else "")
+            + f"Busy: the server's CPU time over the run's "
             f"wall time (the rest of the two cores went to the load generator, the kernel's "
             f"loopback work and other jobs). Targets (issue 8): asyncio <= 1.05, uvloop <= "
             f"1.25, `aio.start_server` / `asyncio.start_server` <= 1.05.")
@@ -305,17 +311,38 @@ def render(directory: str) -> str:
             for kind, s in kinds.items():
                 for i, side in enumerate(("plain", "wrapped")):
                     m = s[side]
-                    ratio = (f"**{s['cpu_ratio']:.3f}** ({min(s['cpu_ratio_runs']):.3f}–"
-                             f"{max(s['cpu_ratio_runs']):.3f})" if i else "")
+                    ratio = user = ""
+                    if i:
+                        ratio = (f"**{s['cpu_ratio']:.3f}** ({min(s['cpu_ratio_runs']):.3f}–"
+                                 f"{max(s['cpu_ratio_runs']):.3f})")
+                        if "user_ratio" in s:
+                            user = f"{s['user_ratio']:.3f}"
                     rows.append([loop_name, f"`{acc['pairs'][kind][i]}`",
                                  f"{m['conns_per_s']:,.0f}",
-                                 f"{m['server_cpu_us_per_conn']:,.1f} µs", ratio,
+                                 f"{m['server_cpu_us_per_conn']:,.1f} µs", ratio, user,
                                  f"{m['server_busy']:.2f}",
                                  f"{m['client_cpu_us_per_conn']:,.1f} µs",
                                  f"{m['connections']:,}", str(m["errors"])])
         lines += _table(["loop", "server", "connections/s", "server CPU / conn",
-                         "wrapped / plain CPU (median, range)", "busy",
+                         "wrapped / plain CPU (median, range)", "user CPU ratio", "busy",
                          "load generator CPU / conn", "connections", "errors"], rows)
+    count = data["accept_count"]
+    if count and "loops" in count:
+        add("")
+        add(f"Instructions per connection, free of the machine's noise: `python -m "
+            f"bench.accept_loop count` runs each server under callgrind, with {count['conns']:,} "
+            f"and {3 * count['conns']:,} connections made one at a time, and divides the "
+            f"difference by {2 * count['conns']:,} (start-up cancels out). User space only: "
+            f"the kernel's work, the same system calls on both sides, is not counted.")
+        add("")
+        rows = []
+        for loop_name, kinds in count["loops"].items():
+            for kind, c in kinds.items():
+                rows.append([loop_name, f"`{acc['pairs'][kind][1]}`" if acc else kind,
+                             f"{c['plain']:,.0f}", f"{c['wrapped']:,.0f}",
+                             f"{c['extra']:+,.0f}", f"{c['ratio']:.3f}"])
+        lines += _table(["loop", "server", "plain", "wrapped", "extra", "wrapped / plain"],
+                        rows)
 
     # -- real servers ------------------------------------------------------------------
     srv = data["servers"]
@@ -405,8 +432,8 @@ def render(directory: str) -> str:
     add("- **Twisted**: what `HAProxyProtocolWrapper.dataReceived` does for a new connection: "
         "choose `V2Parser`/`V1Parser` from the first bytes, make one, `feed(data)`.")
     add("")
-    add("Raw data: `parse.json` (pytest-benchmark), `accept.json`, `servers.json`, "
-        "`callgrind.json`, `env.json` "
+    add("Raw data: `parse.json` (pytest-benchmark), `accept.json`, `accept_count.json`, "
+        "`servers.json`, `callgrind.json`, `env.json` "
         "beside this file. Regenerate everything with `python -m bench`; re-render this file "
         "from them with `python -m bench --report-only`.")
     add("")
