@@ -111,7 +111,11 @@ cdef class HeaderProtocol:
         cdef Factory factory = self._factory
         self._transport = transport
         policy = factory.policy
-        peer = self._peer = transport.get_extra_info("peername")
+        if type(transport) is _DIRECT and type(transport._extra) is dict:
+            peer = (<dict>transport._extra).get("peername")  # its get_extra_info()
+        else:
+            peer = transport.get_extra_info("peername")
+        self._peer = peer
         decision = self._decision = factory.always or policy.decide(peer)
         if decision == REJECT:
             self._done = True

@@ -331,7 +331,11 @@ class _PyHeaderProtocol(asyncio.Protocol):
         self._transport = transport
         server = self._server
         policy = server.policy
-        peer = self._peer = transport.get_extra_info("peername")
+        if type(transport) is _DIRECT_TRANSPORT and type(transport._extra) is dict:
+            peer = transport._extra.get("peername")  # its get_extra_info()
+        else:
+            peer = transport.get_extra_info("peername")
+        self._peer = peer
         decision = self._decision = policy.always or policy.decide(peer)
         if decision == REJECT:
             self._done = True
