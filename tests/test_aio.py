@@ -728,7 +728,11 @@ def test_the_compiled_header_protocol_is_the_default_when_built():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     expected = "pyproxyproto._aio_c" if "cython" in aio._HEADER_PROTOCOLS else "pyproxyproto.aio"
     assert out.stdout.strip() == expected
-    if os.environ.get("PYPROXYPROTO_REQUIRE_EXTENSIONS", "") not in ("", "0"):
+    def flag(name):
+        return os.environ.get(name, "") not in ("", "0")
+
+    # PYPROXYPROTO_NO_EXTENSIONS wins over PYPROXYPROTO_REQUIRE_EXTENSIONS.
+    if flag("PYPROXYPROTO_REQUIRE_EXTENSIONS") and not flag("PYPROXYPROTO_NO_EXTENSIONS"):
         assert expected == "pyproxyproto._aio_c"
 
 
