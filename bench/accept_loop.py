@@ -319,10 +319,12 @@ def _summary(rounds: list[list[dict[str, Any]]]) -> dict[str, Any]:
     plain, wrapped = side(0), side(1)
     ratios = [w / p for p, w in zip(plain["server_cpu_us_per_conn_runs"],
                                     wrapped["server_cpu_us_per_conn_runs"])]
+    # A short run may be charged no user tick at all.
     user_ratios = [w / p for p, w in zip(plain["server_user_us_per_conn_runs"],
-                                         wrapped["server_user_us_per_conn_runs"])]
+                                         wrapped["server_user_us_per_conn_runs"]) if p]
     return {"plain": plain, "wrapped": wrapped, "cpu_ratio": statistics.median(ratios),
-            "cpu_ratio_runs": ratios, "user_ratio": statistics.median(user_ratios),
+            "cpu_ratio_runs": ratios,
+            "user_ratio": statistics.median(user_ratios) if user_ratios else None,
             "user_ratio_runs": user_ratios}
 
 
@@ -390,8 +392,9 @@ def format_table(summary: dict[str, Any]) -> str:
                 if i:
                     ratio = (f"{s['cpu_ratio']:.3f} ({min(s['cpu_ratio_runs']):.3f}-"
                              f"{max(s['cpu_ratio_runs']):.3f})")
-                    user = (f"{s['user_ratio']:.3f} ({min(s['user_ratio_runs']):.3f}-"
-                            f"{max(s['user_ratio_runs']):.3f})")
+                    if s["user_ratio"] is not None:
+                        user = (f"{s['user_ratio']:.3f} ({min(s['user_ratio_runs']):.3f}-"
+                                f"{max(s['user_ratio_runs']):.3f})")
                 lines.append(f"{name:8} {summary['pairs'][kind][i]:32} "
                              f"{m['conns_per_s']:7,.0f} {m['server_cpu_us_per_conn']:11.1f} "
                              f"{m['server_user_us_per_conn']:8.1f} "

@@ -315,7 +315,7 @@ def render(directory: str) -> str:
                     if i:
                         ratio = (f"**{s['cpu_ratio']:.3f}** ({min(s['cpu_ratio_runs']):.3f}–"
                                  f"{max(s['cpu_ratio_runs']):.3f})")
-                        if "user_ratio" in s:
+                        if s.get("user_ratio") is not None:
                             user = f"{s['user_ratio']:.3f}"
                     rows.append([loop_name, f"`{acc['pairs'][kind][i]}`",
                                  f"{m['conns_per_s']:,.0f}",
