@@ -97,6 +97,7 @@ cdef class HeaderProtocol:
     cdef tuple _args
     cdef dict _kwargs
     cdef object _transport
+    cdef bint _direct  # asyncio's own transport, served without a wrapper
     cdef object _peer
     cdef object _decision
     cdef bytearray _buffer  # the header so far, when it comes in pieces
@@ -109,9 +110,11 @@ cdef class HeaderProtocol:
 
     def connection_made(self, transport):
         cdef Factory factory = self._factory
+        cdef bint direct
         self._transport = transport
+        direct = self._direct = type(transport) is _DIRECT and type(transport._extra) is dict
         policy = factory.policy
-        if type(transport) is _DIRECT and type(transport._extra) is dict:
+        if direct:
             peer = (<dict>transport._extra).get("peername")  # its get_extra_info()
         else:
             peer = transport.get_extra_info("peername")
@@ -127,7 +130,7 @@ cdef class HeaderProtocol:
             self._start_inner(transport, None)
         elif factory.timed:
             # get_running_loop() costs a getpid() system call.
-            if type(transport) is _DIRECT:
+            if direct:
                 loop = transport._loop
             else:
                 loop = get_running_loop()
@@ -169,7 +172,7 @@ cdef class HeaderProtocol:
             self._bucket = None
         transport = self._transport
         cdef Py_ssize_t length = header.length
-        if type(transport) is _DIRECT and type(transport._extra) is dict:
+        if self._direct:
             # asyncio's own transport: it reports the header's addresses
             # itself, and the inner protocol talks to it directly.
             extra = <dict>transport._extra
@@ -248,12 +251,11 @@ cdef class HeaderProtocol:
             protocol = factory.make_protocol(*self._args)
         if factory.tls:
             protocol = factory.server.tls(protocol)
-        real = self._transport
-        if type(real) is _DIRECT and not isinstance(protocol, BufferedProtocol):
+        if self._direct and not isinstance(protocol, BufferedProtocol):
             # All set_protocol() would change: the transport already feeds
             # data_received(), as it did for this header protocol.
-            real._protocol = protocol
+            self._transport._protocol = protocol
         else:
-            real.set_protocol(protocol)
+            self._transport.set_protocol(protocol)
         protocol.connection_made(transport)
         return protocol

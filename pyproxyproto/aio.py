@@ -314,8 +314,8 @@ class _PyHeaderProtocol(asyncio.Protocol):
     """
 
     __slots__ = (
-        "_server", "_args", "_kwargs", "_transport", "_peer", "_decision", "_buffer",
-        "_needed", "_bucket", "_done",
+        "_server", "_args", "_kwargs", "_transport", "_direct", "_peer", "_decision",
+        "_buffer", "_needed", "_bucket", "_done",
     )
 
     def __init__(self, server: _Server, *args: Any, **kwargs: Any) -> None:
@@ -329,9 +329,13 @@ class _PyHeaderProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: Any) -> None:
         self._transport = transport
+        # asyncio's own transport, served without a wrapper (see _DIRECT_TRANSPORT).
+        direct = self._direct = (
+            type(transport) is _DIRECT_TRANSPORT and type(transport._extra) is dict
+        )
         server = self._server
         policy = server.policy
-        if type(transport) is _DIRECT_TRANSPORT and type(transport._extra) is dict:
+        if direct:
             peer = transport._extra.get("peername")  # its get_extra_info()
         else:
             peer = transport.get_extra_info("peername")
@@ -347,7 +351,7 @@ class _PyHeaderProtocol(asyncio.Protocol):
             self._start_inner(transport, None)
         elif policy.timeout is not None:
             # get_running_loop() costs a getpid() system call.
-            if type(transport) is _DIRECT_TRANSPORT:
+            if direct:
                 loop = transport._loop
             else:
                 loop = asyncio.get_running_loop()
@@ -390,7 +394,7 @@ class _PyHeaderProtocol(asyncio.Protocol):
             self._bucket = None
         transport = self._transport
         length = header.length
-        if type(transport) is _DIRECT_TRANSPORT and type(transport._extra) is dict:
+        if self._direct:
             # asyncio's own transport: it reports the header's addresses
             # itself, and the inner protocol talks to it directly.
             extra = transport._extra
@@ -464,13 +468,12 @@ class _PyHeaderProtocol(asyncio.Protocol):
             protocol = server.make_protocol(*self._args, **self._kwargs)
         if server.ssl is not None:
             protocol = server.tls(protocol)
-        real = self._transport
-        if type(real) is _DIRECT_TRANSPORT and not isinstance(protocol, asyncio.BufferedProtocol):
+        if self._direct and not isinstance(protocol, asyncio.BufferedProtocol):
             # All set_protocol() would change: the transport already feeds
             # data_received(), as it did for this header protocol.
-            real._protocol = protocol
+            self._transport._protocol = protocol
         else:
-            real.set_protocol(protocol)
+            self._transport.set_protocol(protocol)
         protocol.connection_made(transport)
         return protocol
 
