@@ -380,6 +380,10 @@ def errors(summary: dict[str, Any]) -> int:
                for s in kinds.values() for side in ("plain", "wrapped"))
 
 
+def _spread(median: float, runs: list[float]) -> str:
+    return f"{median:.3f} ({min(runs):.3f}-{max(runs):.3f})"
+
+
 def format_table(summary: dict[str, Any]) -> str:
     lines = ["loop     server                            conn/s   CPU us/conn  user us  busy  "
              "client us/conn  wrapped/plain CPU (median, min-max)  user CPU (median, min-max)"
@@ -390,11 +394,9 @@ def format_table(summary: dict[str, Any]) -> str:
                 m = s[side]
                 ratio = user = ""
                 if i:
-                    ratio = (f"{s['cpu_ratio']:.3f} ({min(s['cpu_ratio_runs']):.3f}-"
-                             f"{max(s['cpu_ratio_runs']):.3f})")
+                    ratio = _spread(s["cpu_ratio"], s["cpu_ratio_runs"])
                     if s["user_ratio"] is not None:
-                        user = (f"{s['user_ratio']:.3f} ({min(s['user_ratio_runs']):.3f}-"
-                                f"{max(s['user_ratio_runs']):.3f})")
+                        user = _spread(s["user_ratio"], s["user_ratio_runs"])
                 lines.append(f"{name:8} {summary['pairs'][kind][i]:32} "
                              f"{m['conns_per_s']:7,.0f} {m['server_cpu_us_per_conn']:11.1f} "
                              f"{m['server_user_us_per_conn']:8.1f} "
