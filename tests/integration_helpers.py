@@ -1,5 +1,6 @@
 """Shared by the integration tests: loopback sockets, bounded event loops,
-external tools, a self-signed certificate, and the echo app as a process."""
+external tools, a self-signed certificate, the echo app and other servers
+as processes, and HTTP response bodies."""
 
 from __future__ import annotations
 
@@ -191,3 +192,57 @@ class EchoProcess:
         for t in self._readers:
             t.join(timeout=5)
         return code
+
+
+def http_body(response: bytes) -> bytes:
+    """The body of an HTTP/1.1 200 response (anything else fails the test)."""
+    head, _, rest = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), response
+    return rest
+
+
+class ServerProcess:
+    """A server in a child process, started and stopped by the test.
+
+    It is ready once its output (stdout and stderr together) matches
+    ``ready`` ``count`` times; a group in the pattern is its port.
+    """
+
+    def __init__(self, args: list[str], *, ready: str, cwd: Path, env: dict[str, str],
+                 count: int = 1, timeout: float = 30.0) -> None:
+        self.proc = subprocess.Popen(
+            args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        os.set_blocking(self.proc.stdout.fileno(), False)
+        self.output = b""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.output += self.proc.stdout.read() or b""
+            found = re.findall(ready.encode(), self.output)
+            if len(found) >= count:
+                if re.compile(ready).groups:
+                    self.port = int(found[-1])
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.stop()
+        raise AssertionError(f"{args} did not start: {self.output.decode(errors='replace')}")
+
+    def stop(self) -> str:
+        """Stop it (if it still runs); everything it wrote."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.output += self.proc.stdout.read() or b""
+        return self.output.decode(errors="replace")
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -5,11 +5,8 @@ bare or untrusted connections are refused; options from PYPROXYPROTO_*."""
 from __future__ import annotations
 
 import os
-import re
 import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +16,8 @@ from tests.integration_helpers import (
     LOOPBACK,
     SERVER,
     SERVER6,
+    ServerProcess,
+    http_body,
     recv_all,
     require_module,
 )
@@ -60,41 +59,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class SanicServer:
+class SanicServer(ServerProcess):
     def __init__(self, tmp_path: Path, kind: str, **env: str) -> None:
         require_module("sanic")
         script = tmp_path / "sanic_app.py"
         script.write_text(APP)
         self.port = free_port()
         root = str(Path(pp.__file__).resolve().parent.parent)
-        environ = dict(os.environ, PYTHONPATH=root, **env)
-        self.proc = subprocess.Popen(
-            [sys.executable, str(script), str(self.port), kind],
-            cwd=tmp_path, env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        )
-        os.set_blocking(self.proc.stdout.fileno(), False)
-        self.output = b""
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            self.output += self.proc.stdout.read() or b""
-            if len(re.findall(rb"Worker ready", self.output)) >= 2:
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        self.stop()
-        raise AssertionError(f"sanic did not start: {self.output.decode(errors='replace')}")
-
-    def stop(self) -> str:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.output += self.proc.stdout.read() or b""
-        return self.output.decode(errors="replace")
+        # Ready when both workers are.
+        super().__init__([sys.executable, str(script), str(self.port), kind],
+                         ready="Worker ready", count=2, cwd=tmp_path,
+                         env=dict(os.environ, PYTHONPATH=root, **env))
 
     def request(self, data: bytes, header: bytes = b"") -> bytes:
         with socket.create_connection((LOOPBACK, self.port), timeout=5) as sock:
@@ -104,20 +79,8 @@ class SanicServer:
                 return b""
             return recv_all(sock)
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-
 
 GET = b"GET /who HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-
-
-def body(response: bytes) -> bytes:
-    head, _, rest = response.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 200"), response
-    return rest
 
 
 def test_http_request_ip_is_the_real_client_in_every_worker(tmp_path):
@@ -129,9 +92,9 @@ def test_http_request_ip_is_the_real_client_in_every_worker(tmp_path):
         for _ in range(4):
             v1 = server.request(GET, pp.build(CLIENT, SERVER, version=1))
             v2 = server.request(GET, pp.build(CLIENT6, SERVER6))
-            assert body(v1) == b"203.0.113.7 41234 198.51.100.1:443"
-            assert body(v2) == b"2001:db8::7 41234 [2001:db8::1]:443"
-        assert body(server.request(post, pp.build(CLIENT, SERVER))) == payload
+            assert http_body(v1) == b"203.0.113.7 41234 198.51.100.1:443"
+            assert http_body(v2) == b"2001:db8::7 41234 [2001:db8::1]:443"
+        assert http_body(server.request(post, pp.build(CLIENT, SERVER))) == payload
         assert server.request(GET) == b""  # bare
         output = server.stop()
     assert "invalid PROXY header" in output

@@ -14,6 +14,7 @@ from tests.integration_helpers import (
     LOOPBACK,
     SERVER,
     SERVER6,
+    http_body,
     recv_all,
     require_module,
     run,
@@ -79,12 +80,6 @@ def serve(server, *clients):
     return run(main())
 
 
-def body(response: bytes) -> bytes:
-    head, _, rest = response.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 200"), response
-    return rest
-
-
 @pytest.mark.parametrize(
     "client, server, version",
     [(CLIENT, SERVER, 1), (CLIENT, SERVER, 2), (CLIENT6, SERVER6, 1), (CLIENT6, SERVER6, 2)],
@@ -97,7 +92,7 @@ def test_remote_ip_is_the_real_client(client, server, version):
         tornado_server(trusted=["127.0.0.0/8"], stats=stats),
         lambda port: exchange(port, REQUEST, header=header),
     )
-    assert body(response) == f"{client[0]} {client[1]} http".encode()
+    assert http_body(response) == f"{client[0]} {client[1]} http".encode()
     assert stats.accepted == 1
 
 
@@ -110,7 +105,7 @@ def test_exact_bytes_after_the_header():
         tornado_server(),
         lambda port: exchange(port, request, header=pp.build(CLIENT, SERVER, version=1)),
     )
-    assert body(response) == payload
+    assert http_body(response) == payload
 
 
 def test_header_dribbled_byte_by_byte():
@@ -125,7 +120,7 @@ def test_header_dribbled_byte_by_byte():
             return recv_all(sock)
 
     [response] = serve(tornado_server(), client)
-    assert body(response) == b"203.0.113.7 41234 http"
+    assert http_body(response) == b"203.0.113.7 41234 http"
 
 
 def test_tls_after_the_header(tmp_path):
@@ -137,7 +132,7 @@ def test_tls_after_the_header(tmp_path):
         tornado_server(ssl_options=server_context),
         lambda port: exchange(port, REQUEST, tls=client_context, header=pp.build(CLIENT, SERVER)),
     )
-    assert body(response) == b"203.0.113.7 41234 https"
+    assert http_body(response) == b"203.0.113.7 41234 https"
 
 
 def test_refusals():
@@ -176,4 +171,4 @@ def test_skip_serves_untrusted_peers_as_themselves():
         tornado_server(trusted=["192.0.2.0/24"], on_untrusted="skip"),
         lambda port: exchange(port, REQUEST),
     )
-    assert body(response) == b"127.0.0.1 - http"
+    assert http_body(response) == b"127.0.0.1 - http"

@@ -5,10 +5,8 @@ bytes after it, and every refusal, each in a real server process."""
 from __future__ import annotations
 
 import os
-import re
 import socket
 import ssl
-import subprocess
 import sys
 import textwrap
 import time
@@ -21,6 +19,8 @@ from tests.integration_helpers import (
     LOOPBACK,
     SERVER,
     SERVER6,
+    ServerProcess,
+    http_body,
     recv_all,
     require_module,
     self_signed_cert,
@@ -81,59 +81,20 @@ def plugin_env() -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=root if not path else f"{root}{os.pathsep}{path}")
 
 
-class Server:
-    def __init__(self, args: list[str], pattern: str, cwd: Path) -> None:
-        self.proc = subprocess.Popen(
-            args, cwd=cwd, env=plugin_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-        )
-        self.output = b""
-        deadline = time.monotonic() + 20
-        os.set_blocking(self.proc.stdout.fileno(), False)
-        while time.monotonic() < deadline:
-            chunk = self.proc.stdout.read() or b""
-            self.output += chunk
-            found = re.search(pattern.encode(), self.output)
-            if found:
-                self.port = int(found.group(1))
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        self.stop()
-        raise AssertionError(f"server did not start: {self.output.decode(errors='replace')}")
-
-    def stop(self) -> str:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.output += self.proc.stdout.read() or b""
-        return self.output.decode(errors="replace")
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-
-
-def echo_server(tmp_path: Path, endpoint: str) -> Server:
+def echo_server(tmp_path: Path, endpoint: str) -> ServerProcess:
     require_module("twisted")
     script = tmp_path / "echo_server.py"
     script.write_text(textwrap.dedent(ECHO_SERVER))
-    return Server([sys.executable, str(script), endpoint], r"port (\d+)", tmp_path)
+    return ServerProcess([sys.executable, str(script), endpoint], ready=r"port (\d+)",
+                         cwd=tmp_path, env=plugin_env())
 
 
-def daphne(tmp_path: Path, endpoint: str) -> Server:
+def daphne(tmp_path: Path, endpoint: str) -> ServerProcess:
     require_module("daphne")
     (tmp_path / "asgi_app.py").write_text(ASGI_APP)
-    return Server(
+    return ServerProcess(
         [sys.executable, "-m", "daphne", "-e", endpoint, "asgi_app:application"],
-        r"Listening on TCP address [^:]+:(\d+)",
-        tmp_path,
+        ready=r"Listening on TCP address [^:]+:(\d+)", cwd=tmp_path, env=plugin_env(),
     )
 
 
@@ -148,12 +109,6 @@ def send(port: int, data: bytes, *, half_close: bool = True) -> bytes:
         return recv_all(sock)
 
 
-def body(response: bytes) -> bytes:
-    head, _, rest = response.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 200"), response
-    return rest
-
-
 @pytest.mark.parametrize(
     "client, server, version",
     [(CLIENT, SERVER, 1), (CLIENT, SERVER, 2), (CLIENT6, SERVER6, 2)],
@@ -163,7 +118,7 @@ def test_daphne_scope_client_is_the_real_client(tmp_path, client, server, versio
     endpoint = f"pyproxyproto:tcp:port=0:interface={LOOPBACK}:trusted=127.0.0.0/8:timeout=3"
     with daphne(tmp_path, endpoint) as daphne_server:
         response = send(daphne_server.port, pp.build(client, server, version=version) + REQUEST)
-    assert body(response) == f"{client[0]} {client[1]} {server[0]} http".encode()
+    assert http_body(response) == f"{client[0]} {client[1]} {server[0]} http".encode()
 
 
 def test_daphne_tls_after_the_header(tmp_path):
@@ -177,7 +132,7 @@ def test_daphne_tls_after_the_header(tmp_path):
         with client_context.wrap_socket(raw, server_hostname="localhost") as sock:
             sock.sendall(REQUEST)
             response = recv_all(sock)
-    assert body(response) == b"203.0.113.7 41234 198.51.100.1 https"
+    assert http_body(response) == b"203.0.113.7 41234 198.51.100.1 https"
 
 
 def test_exact_bytes_and_refusals(tmp_path):
@@ -239,9 +194,10 @@ def test_twistd_web_logs_the_real_client(tmp_path):
     twistd = "from twisted.scripts.twistd import run; run()"
     args = [sys.executable, "-c", twistd, "-n", "--pidfile=", "web",
             "--listen", endpoint, "--path", str(tmp_path / "www")]
-    with Server(args, r"Site \(PROXY\) starting on (\d+)", tmp_path) as server:
+    with ServerProcess(args, ready=r"Site \(PROXY\) starting on (\d+)", cwd=tmp_path,
+                       env=plugin_env()) as server:
         request = b"GET /index.html HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        assert body(send(server.port, pp.build(CLIENT, SERVER) + request)) == b"hi\n"
+        assert http_body(send(server.port, pp.build(CLIENT, SERVER) + request)) == b"hi\n"
         deadline = time.monotonic() + 5
         while b'"203.0.113.7"' not in server.output and time.monotonic() < deadline:
             server.output += server.proc.stdout.read() or b""
