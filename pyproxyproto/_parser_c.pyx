@@ -395,10 +395,35 @@ def _restore(version, command, family, protocol, source, destination, length, tl
 # the same and sources repeat, so the last address tuple made for each side
 # is kept and handed out again when the same address and port come back
 # (the host text alone when only the port differs).  Tuples and str are
-# immutable, so sharing one is invisible.  The cache is read and replaced
-# as one step: under the GIL no other thread runs in between (nothing here
-# calls back into Python), and on the free-threaded build a critical
-# section on _CACHE_OWNER serialises it.
+# immutable, so sharing one is invisible.
+#
+# These caches are shared mutable state, so they exist only where the GIL
+# serialises them (PP_REUSE).  A free-threaded build makes fresh values
+# instead: a lock would serialise the threads, and one tuple handed to
+# every thread would make its reference count a contended cache line.
+# With the GIL, a cache is read and updated in C with no Python call in
+# between; the allocations before an update may run a GC callback that
+# parses (and fills the cache) meanwhile, which _replace() tolerates.
+cdef extern from *:
+    """
+    #ifdef Py_GIL_DISABLED
+    #define PP_REUSE 0
+    #else
+    #define PP_REUSE 1
+    #endif
+    """
+    const bint PP_REUSE
+
+
+cdef inline void _replace(PyObject **slot, object value) noexcept:
+    # The slot holds the new value before the old one is released, so a
+    # release that frees an object finds the cache already consistent.
+    cdef PyObject *old = slot[0]
+    Py_INCREF(value)
+    slot[0] = <PyObject *>value
+    Py_XDECREF(old)
+
+
 cdef struct AddressCache:
     bint v6
     uint16_t port
@@ -408,30 +433,26 @@ cdef struct AddressCache:
 
 cdef AddressCache _cache[2]   # [0] sources, [1] destinations
 memset(_cache, 0, sizeof(_cache))
-_CACHE_OWNER = object()
 
 
 cdef object _ip_tuple(const unsigned char *a, uint16_t port, bint v6, int side):
     cdef AddressCache *c = &_cache[side]
     cdef Py_ssize_t size = 16 if v6 else 4
-    with cython.critical_section(_CACHE_OWNER):
-        if c.host != NULL and c.v6 == v6 and memcmp(c.addr, a, size) == 0:
-            if c.port == port:
-                return <object>c.address
-            host = <object>c.host
-        else:
-            host = _ip_text(a, v6)
-        address = (host, port, 0, 0) if v6 else (host, port)
-        Py_XDECREF(c.host)
-        Py_XDECREF(c.address)
-        Py_INCREF(host)
-        Py_INCREF(address)
-        c.host = <PyObject *>host
-        c.address = <PyObject *>address
+    if (PP_REUSE and c.host != NULL and c.v6 == v6
+            and memcmp(c.addr, a, size) == 0):
+        if c.port == port:
+            return <object>c.address
+        host = <object>c.host
+    else:
+        host = _ip_text(a, v6)
+    address = (host, port, 0, 0) if v6 else (host, port)
+    if PP_REUSE:
+        _replace(&c.host, host)
+        _replace(&c.address, address)
         c.v6 = v6
         c.port = port
         memcpy(c.addr, a, size)
-        return address
+    return address
 
 
 cdef object _ip_text(const unsigned char *a, bint v6):
@@ -478,10 +499,9 @@ cdef tuple _tlv_tuple(bytes raw, Py_ssize_t off, Py_ssize_t end):
 # balancer the ALPN, the authority and the TLS fields are nearly always
 # the same from one connection to the next.  The last value made for each
 # field is kept and handed out again when its bytes come back (only ASCII
-# text is kept: its characters are its bytes).  The values are immutable,
-# so sharing one is invisible; a slot is read and replaced under the
-# address cache's lock (see _ip_tuple), and nothing between the two calls
-# back into Python.  The unique id is not kept: it is unique.
+# text is kept: its characters are its bytes).  As the address cache
+# (see PP_REUSE above): GIL builds only, read and replaced in C.  The
+# unique id is not kept: it is unique.
 cdef enum:
     LAST_ALPN, LAST_AUTHORITY, LAST_NETNS, LAST_AWS
     LAST_SSL, LAST_SSL_VERSION, LAST_SSL_CN, LAST_SSL_CIPHER, LAST_SSL_SIG_ALG, LAST_SSL_KEY_ALG
@@ -491,46 +511,32 @@ cdef PyObject *_last[LAST_COUNT]
 memset(_last, 0, sizeof(_last))
 
 
-cdef void _remember(int field, object value) noexcept:
-    cdef PyObject *old
-    with cython.critical_section(_CACHE_OWNER):
-        old = _last[field]
-        Py_INCREF(value)
-        _last[field] = <PyObject *>value
-        Py_XDECREF(old)
-
-
 cdef object _text(const unsigned char *v, Py_ssize_t n, int field):
     # Text views never raise: the exact bytes stay available in ``tlvs``.
     # ASCII (the usual case) is copied straight into a 1-byte-kind str.
     cdef Py_ssize_t i
-    cdef PyObject *last
-    cdef object text
+    cdef PyObject *last = _last[field] if PP_REUSE else NULL
     for i in range(n):
         if v[i] >= 0x80:
             return PyUnicode_DecodeUTF8(<const char *>v, n, "replace")
-    with cython.critical_section(_CACHE_OWNER):
-        last = _last[field]
-        if (last != NULL and PyUnicode_GET_LENGTH(<object>last) == n
-                and memcmp(PyUnicode_DATA(<object>last), v, n) == 0):
-            return <object>last
+    if (last != NULL and PyUnicode_GET_LENGTH(<object>last) == n
+            and memcmp(PyUnicode_DATA(<object>last), v, n) == 0):
+        return <object>last
     text = PyUnicode_New(n, 127)
     memcpy(PyUnicode_DATA(text), v, n)
-    _remember(field, text)
+    if PP_REUSE:
+        _replace(&_last[field], text)
     return text
 
 
 cdef object _bytes(const unsigned char *v, Py_ssize_t n, int field):
-    cdef PyObject *last
-    if field >= 0:
-        with cython.critical_section(_CACHE_OWNER):
-            last = _last[field]
-            if (last != NULL and PyBytes_GET_SIZE(<object>last) == n
-                    and memcmp(PyBytes_AS_STRING(<object>last), v, n) == 0):
-                return <object>last
+    cdef PyObject *last = _last[field] if PP_REUSE and field >= 0 else NULL
+    if (last != NULL and PyBytes_GET_SIZE(<object>last) == n
+            and memcmp(PyBytes_AS_STRING(<object>last), v, n) == 0):
+        return <object>last
     value = PyBytes_FromStringAndSize(<const char *>v, n)
-    if field >= 0:
-        _remember(field, value)
+    if PP_REUSE and field >= 0:
+        _replace(&_last[field], value)
     return value
 
 
@@ -736,18 +742,16 @@ def _ssl_from_value(value):
 
 cdef object _ssl_again(bytes raw, Py_ssize_t start, Py_ssize_t n):
     """_ssl_info, or the last SSLInfo it made when the value is the same."""
-    cdef PyObject *last
+    cdef PyObject *last = _last[LAST_SSL] if PP_REUSE else NULL
     cdef SSLInfo s
-    with cython.critical_section(_CACHE_OWNER):
-        last = _last[LAST_SSL]
-        if last != NULL:
-            s = <SSLInfo>last
-            if (s._end - s._start == n and memcmp(PyBytes_AS_STRING(s._raw) + s._start,
-                                                  PyBytes_AS_STRING(raw) + start, n) == 0):
-                return s
+    if last != NULL:
+        s = <SSLInfo>last
+        if (s._end - s._start == n and memcmp(PyBytes_AS_STRING(s._raw) + s._start,
+                                              PyBytes_AS_STRING(raw) + start, n) == 0):
+            return s
     info = _ssl_info(raw, start, n)
-    if info is not None:
-        _remember(LAST_SSL, info)
+    if PP_REUSE and info is not None:
+        _replace(&_last[LAST_SSL], info)
     return info
 
 
