@@ -14,7 +14,8 @@ from typing import Any, Callable, Sequence
 
 from . import BACKEND, Command, ProxyProtocolError, __version__, build, parse
 from ._constants import PP2_TYPE_ALPN, PP2_TYPE_AUTHORITY, PP2_TYPE_UNIQUE_ID
-from ._policy import DEFAULT_TIMEOUT, trusted_networks
+from ._networks import trusted_networks
+from ._policy import DEFAULT_TIMEOUT
 from ._relay import DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS, Relay
 
 EXIT_INVALID = 1  # decode: the input is not a valid header; send, relay, echo: a socket failed

@@ -24,7 +24,8 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 from ._constants import V2_SIGNATURE
-from ._policy import DEFAULT_TIMEOUT, format_address
+from ._log import format_address
+from ._policy import DEFAULT_TIMEOUT
 from .sockets import ProxyProtocolMixin
 
 logger = logging.getLogger("pyproxyproto.echo")

@@ -22,7 +22,7 @@ from sanic.server.protocols.websocket_protocol import (
 )
 
 from . import aio
-from ._policy import options_from_env
+from ._env import policy_from_env
 
 __all__ = ["HttpProtocol", "WebSocketProtocol"]
 
@@ -31,7 +31,7 @@ __all__ = ["HttpProtocol", "WebSocketProtocol"]
 def _factory(base: type[asyncio.Protocol]) -> Callable[..., asyncio.Protocol]:
     # Once per process and class: the options are checked (and the trusted
     # networks compiled) once, not per connection.
-    return aio.wrap(base, **options_from_env())
+    return aio.wrap(base, policy=policy_from_env())
 
 
 class HttpProtocol(_SanicHttpProtocol):

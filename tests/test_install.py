@@ -107,16 +107,24 @@ def test_python_dash_m():
     assert done.stdout.strip().startswith(f"pyproxyproto {pyproxyproto.__version__} (")
 
 
-def test_required_header_protocol_extension_that_is_not_installed():
-    done = python(
-        "import sys; sys.modules['pyproxyproto._aio_c'] = None; from pyproxyproto import aio",
-        PYPROXYPROTO_REQUIRE_EXTENSIONS="1",
-    )
+@pytest.mark.parametrize(
+    "module, check",
+    [
+        ("pyproxyproto._handshake_c",
+         "import pyproxyproto; print(pyproxyproto.Handshake.__module__)"),
+        ("pyproxyproto._aio_protocol_c",
+         "from pyproxyproto import aio; print(aio.protocols.__name__)"),
+    ],
+)
+def test_a_required_compiled_module_that_is_not_installed(module, check):
+    """The modules written once for Cython's pure-Python mode are extensions
+    like the parser: required under the switch, else the .py runs."""
+    done = python(f"import sys; sys.modules[{module!r}] = None; {check}",
+                  PYPROXYPROTO_REQUIRE_EXTENSIONS="1")
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("ImportError: PYPROXYPROTO_REQUIRE_EXTENSIONS=1 is set, but "
-                           "pyproxyproto's C extension (pyproxyproto._aio_c) is not installed")
-    # Without the switch aio falls back to its pure header protocol.
-    done = python("import sys; sys.modules['pyproxyproto._aio_c'] = None\n"
-                  "from pyproxyproto import aio; print(aio._HeaderProtocol.__name__)")
-    assert done.returncode == 0 and done.stdout.split() == ["_PyHeaderProtocol"]
+                           f"pyproxyproto's C extension ({module}) is not installed")
+    # Without the switch the same source runs as Python.
+    done = python(f"import sys; sys.modules[{module!r}] = None\n{check}")
+    assert done.returncode == 0 and done.stdout.split() == [module.removesuffix("_c")]
