@@ -190,6 +190,12 @@ class HeaderProtocol(Handshake):
         if is_unix_peer(peer):
             # A Unix socket's peer is unnamed: logs name the listening path.
             local = transport.get_extra_info("sockname")
+        elif peer is None and _gone(transport):
+            # The peer closed before its address could be read: an early
+            # close, not an untrusted peer.
+            self.closed()
+            transport.close()
+            return
         step = self.begin(peer, local)
         if step is CLOSE:
             transport.close()
@@ -294,6 +300,18 @@ class HeaderProtocol(Handshake):
             self._transport.set_protocol(protocol)
         protocol.connection_made(transport)
         return protocol  # type: ignore[no-any-return]
+
+
+def _gone(transport: Any) -> bool:
+    """Whether the connection's peer is gone (its address unreadable)."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return False  # a transport without a socket: it names no peer
+    try:
+        sock.getpeername()
+    except OSError:
+        return True
+    return False
 
 
 def _new_protocol(factory: Factory, args: tuple[Any, ...], kwargs: dict[str, Any]) -> HeaderProtocol:

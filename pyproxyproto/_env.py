@@ -177,4 +177,5 @@ def policy_from_env(
     options.update(overrides)
     policy = Policy(**options)
     policy.origin = origin or (ENV_TRUSTED if from_env else "trusted=")
+    policy.trust_given = policy.trust_given or trusts_every_peer(environ)
     return policy

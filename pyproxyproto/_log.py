@@ -98,14 +98,17 @@ class _ToServerLog(logging.Handler):
 
 def route_to(target: logging.Logger) -> None:
     """Send the ``pyproxyproto`` logger's records to ``target`` (a server's
-    logger) at the level ``target`` lets through, instead of up the logger
-    hierarchy.  A ``pyproxyproto`` logger the user gave a handler of their
-    own is left as it is."""
-    own = [h for h in logger.handlers if not isinstance(h, _ToServerLog)]
-    if own:
-        return
+    logger) at the level ``target`` lets through, when nothing else would
+    handle them (no handler on the ``pyproxyproto`` logger or above it:
+    Python's last-resort handler would print them bare).  A logging
+    configuration of the user's (a handler on the root logger, say) is
+    left to handle them."""
     for handler in list(logger.handlers):
-        logger.removeHandler(handler)
+        if isinstance(handler, _ToServerLog):  # routed before: route again
+            logger.removeHandler(handler)
+            logger.propagate = True
+    if logger.hasHandlers():
+        return
     logger.addHandler(_ToServerLog(target))
     logger.setLevel(target.getEffectiveLevel())
     logger.propagate = False

@@ -136,7 +136,7 @@ class Policy:
     """
 
     __slots__ = ("networks", "on_untrusted", "decider", "validate", "timeout",
-                 "max_header_size", "v1", "v2", "stats", "always", "origin")
+                 "max_header_size", "v1", "v2", "stats", "always", "origin", "trust_given")
 
     networks: TrustedNetworks | None
     on_untrusted: Decision
@@ -149,6 +149,7 @@ class Policy:
     stats: Stats | None
     always: Decision | None
     origin: str
+    trust_given: bool
 
     def __init__(self, **given: Unpack[PolicyOptions]) -> None:
         options: dict[str, Any] = _renamed(dict(given), "Policy()")
@@ -193,8 +194,10 @@ class Policy:
         self.always: Decision | None = (
             REQUIRE if decide is None and self.networks is None else None
         )
-        # Where the trusted networks were set, for messages.
+        # Where the trusted networks were set, for messages, and whether
+        # anything was said about whom to trust (trusted=None included).
         self.origin = "trusted="
+        self.trust_given = "trusted" in options or decide is not None
 
     def trusts(self, peer: PeerAddress) -> bool:
         """Whether ``peer`` (a getpeername() value) is in ``trusted``."""
@@ -284,11 +287,15 @@ def announce(policy: Policy, server: str, *, unix: bool = False) -> None:
     if policy.decider is not None:
         return
     if networks is None:
-        logger.warning(
-            "%s: every peer is trusted to send a PROXY header (no trusted networks were "
-            "given): anyone who can connect can claim any client address; name your "
-            "balancers' networks in trusted= or PYPROXYPROTO_TRUSTED", server,
-        )
+        if policy.trust_given:
+            logger.info("%s: every peer is trusted to send a PROXY header", server)
+        else:
+            logger.warning(
+                "%s: every peer is trusted to send a PROXY header (no trusted networks were "
+                "given): anyone who can connect can claim any client address; name your "
+                "balancers' networks in trusted= or PYPROXYPROTO_TRUSTED (* to trust every "
+                "peer and say so)", server,
+            )
         return
     if unix and not networks.unix and policy.on_untrusted == REJECT:
         raise ValueError(

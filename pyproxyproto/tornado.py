@@ -14,6 +14,7 @@ header is read.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import ssl
 import warnings
@@ -24,8 +25,9 @@ import tornado.httpserver
 from tornado.iostream import IOStream, StreamClosedError
 
 from . import Handshake
+from ._log import logger, route_to
 from ._networks import PeerAddress
-from ._policy import FIRST_PEEK, Policy, resolve
+from ._policy import FIRST_PEEK, Policy, announce, resolve
 from ._step import READ, SERVE
 from .sockets import absorb
 
@@ -66,6 +68,14 @@ class HTTPServer(tornado.httpserver.HTTPServer):
             )
             options["max_header_size"] = kwargs.pop("max_proxy_header_size")
         self.proxy_policy = resolve(policy, options, "tornado HTTPServer()")  # type: ignore[arg-type]
+        route_to(logging.getLogger("tornado.general"))
+        announce(self.proxy_policy, "tornado")
+        if kwargs.get("xheaders"):
+            logger.warning(
+                "tornado: xheaders=True lets any client's X-Real-Ip or X-Forwarded-For "
+                "replace the address from its PROXY header; leave xheaders off behind a "
+                "PROXY balancer"
+            )
         # Tornado would wrap the socket in TLS before handle_stream; the
         # header comes first, so TLS is started here, after it.
         self.proxy_ssl_options = ssl_options

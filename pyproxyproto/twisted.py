@@ -44,7 +44,7 @@ from ._env import (
 )
 from ._header import Address
 from ._networks import PeerAddress
-from ._policy import Policy, PolicyOptions, resolve
+from ._policy import Policy, PolicyOptions, announce, resolve
 from ._step import READ, SERVE
 from ._twisted_internals import split_ssl_endpoint
 
@@ -363,6 +363,7 @@ class ProxyProtocolServerParser:
             overrides["trusted"] = None  # every peer, whatever the environment says
         origin = "the endpoint argument trusted" if ENV_TRUSTED in given else None
         policy = policy_from_env(None, origin, **overrides)
+        announce(policy, "the pyproxyproto: endpoint")
         inner: interfaces.IStreamServerEndpoint = serverFromString(  # type: ignore[no-untyped-call]
             reactor, _unparse(kind, rest, kwargs)
         )
