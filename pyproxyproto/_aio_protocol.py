@@ -28,18 +28,9 @@ try:
 except ImportError:  # the package runs without Cython installed
     from . import _cython as cython
 
-if cython.compiled:
-    from pyproxyproto._asyncio_internals_c import (
-        attach,
-        extra,
-        hand_over,
-        is_direct,
-        loop_of,
-        reading,
-        tls_protocol,
-    )
-    from pyproxyproto._handshake_c import Handshake
-else:
+if not cython.compiled:
+    # Compiled, these names are cimported instead (_aio_protocol_c.pxd):
+    # C calls to the compiled handshake and asyncio internals.
     from ._asyncio_internals import (
         attach,
         extra,

@@ -3,6 +3,15 @@
 
 cimport cython
 
+from pyproxyproto._asyncio_internals_c cimport (
+    attach,
+    extra,
+    hand_over,
+    is_direct,
+    loop_of,
+    reading,
+    tls_protocol,
+)
 from pyproxyproto._handshake_c cimport Handshake
 
 
