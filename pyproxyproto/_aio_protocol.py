@@ -19,7 +19,6 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Callable
 
 from ._aio_transport import ProxiedTransport
-from ._networks import is_unix_peer
 from ._policy import Policy
 from ._step import CLOSE, READ, SERVE
 
@@ -56,7 +55,7 @@ class Factory:
     new connection, with the arguments the server passed."""
 
     __slots__ = ("policy", "make_protocol", "with_header", "tls", "ssl_options", "timed",
-                 "sweepers")
+                 "sweepers", "template")
 
     def __init__(
         self,
@@ -76,6 +75,8 @@ class Factory:
         self.timed = policy.timeout is not None
         # One per event loop with connections waiting for their header.
         self.sweepers: dict[Any, Sweeper] = {}
+        # What each connection's handshake reads of the policy, read once.
+        self.template = Handshake(policy)
 
     def __call__(self, *args: Any, **kwargs: Any) -> HeaderProtocol:
         return _new_protocol(self, args, kwargs)
@@ -162,7 +163,7 @@ class HeaderProtocol(Handshake):
     __slots__ = ("_factory", "_args", "_kwargs", "_transport", "_direct", "_bucket")
 
     def _setup(self, factory: Factory, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        self._init(factory.policy, False)
+        self._init_like(factory.template)
         self._factory = factory
         self._args = args
         self._kwargs = kwargs
@@ -178,7 +179,7 @@ class HeaderProtocol(Handshake):
         else:
             peer = transport.get_extra_info("peername")
         local = None
-        if is_unix_peer(peer):
+        if isinstance(peer, (str, bytes)):  # _networks.is_unix_peer, inlined
             # A Unix socket's peer is unnamed: logs name the listening path.
             local = transport.get_extra_info("sockname")
         elif peer is None and _gone(transport):
@@ -214,7 +215,7 @@ class HeaderProtocol(Handshake):
             return
         believed = self.believed
         buffer = self._data
-        length = self.header.length  # type: ignore[union-attr]
+        length = self.length
         if not self._direct:
             proxied = ProxiedTransport(transport, self.peer, believed, _view)
             protocol = self._start_inner(proxied, believed)
@@ -227,12 +228,10 @@ class HeaderProtocol(Handshake):
         info = extra(transport)
         info["proxy_header"] = believed
         info["proxy_peername"] = self.peer
-        if believed is not None:
-            source = believed.source
-            if source is not None:  # not LOCAL, not UNKNOWN
-                info["peername"] = source
-                info["sockname"] = believed.destination
-                info["socket"] = _view(info["socket"], believed)
+        if believed is not None and self.client is not self.peer:  # not LOCAL, not UNKNOWN
+            info["peername"] = self.client  # the header's source
+            info["sockname"] = believed.destination
+            info["socket"] = _view(info["socket"], believed)
         protocol = self._start_inner(transport, believed)
         if len(buffer) > length:
             rest = buffer[length:]

@@ -23,6 +23,7 @@ cdef class Factory:
     cdef readonly dict ssl_options
     cdef readonly bint timed
     cdef readonly dict sweepers
+    cdef readonly Handshake template
 
 
 cdef class SocketView:

@@ -73,13 +73,14 @@ class Handshake:
     After SERVE: ``client`` is the address to report (the header's source,
     or the peer for LOCAL/UNKNOWN headers, skipped or ignored peers),
     ``header`` the header read (also under "ignore"), ``believed`` the header
-    the application may believe (None when skipped or ignored), ``rest``
-    the bytes fed after the header.  After CLOSE: ``error`` is the
+    the application may believe (None when skipped or ignored), ``length``
+    the bytes it took (0 when skipped), ``rest`` the bytes fed after it.  After CLOSE: ``error`` is the
     ``ProxyProtocolError`` to raise, already counted and logged.
     """
 
     __slots__ = ("policy", "peer", "local", "decision", "step", "header", "believed",
-                 "client", "error", "received", "needed", "_data", "_buffer", "_datagram")
+                 "client", "error", "received", "needed", "length", "_data", "_buffer",
+                 "_datagram", "_always", "_v1", "_v2", "_max", "_validate", "_stats")
 
     READ = READ
     SERVE = SERVE
@@ -96,12 +97,36 @@ class Handshake:
     error: ProxyProtocolError | None
     received: int
     needed: int
+    length: int
 
     def __init__(self, policy: Policy, *, datagram: bool = False) -> None:
         self._init(policy, datagram)
 
     def _init(self, policy: Policy, datagram: bool) -> None:
         # __init__'s work, for subclasses made without calling it.
+        self._reset(policy, datagram)
+        # The policy's values read on every connection, in fields of the
+        # handshake's own (C fields, compiled).
+        self._always = policy.always
+        self._v1 = policy.v1 and not datagram  # v1 has no datagram form
+        self._v2 = policy.v2
+        self._max = policy.max_header_size
+        self._validate = policy.validate
+        self._stats = policy.stats
+
+    def _init_like(self, template: Handshake) -> None:
+        # _init's work for the policy of ``template`` (a handshake made for
+        # it and never begun), copied instead of read from the policy: a
+        # server makes one template and a handshake per connection from it.
+        self._reset(template.policy, template._datagram)
+        self._always = template._always
+        self._v1 = template._v1
+        self._v2 = template._v2
+        self._max = template._max
+        self._validate = template._validate
+        self._stats = template._stats
+
+    def _reset(self, policy: Policy, datagram: bool) -> None:
         self.policy = policy
         self.peer = None
         self.local = None
@@ -113,6 +138,7 @@ class Handshake:
         self.error = None
         self.received = 0  # bytes fed so far
         self.needed = 0  # the length the parser asked for last (0: not yet asked)
+        self.length = 0  # the header's, once read
         self._data: Any = None  # the buffer holding the header once complete
         self._buffer: bytearray | None = None  # the header so far, when it comes in pieces
         self._datagram = datagram
@@ -127,7 +153,7 @@ class Handshake:
         self.peer = peer
         self.client = peer
         self.local = local
-        decision = self.decision = policy.always or policy.decide(peer)
+        decision = self.decision = self._always or policy.decide(peer)
         if decision == REJECT:
             if policy.decider is not None:
                 reason = "the decide callable rejected the peer"
@@ -138,8 +164,8 @@ class Handshake:
                 f"{format_address(peer, local)}: {reason}"), reason)
         if decision == SKIP:
             self.step = SERVE
-            if policy.stats is not None:
-                policy.stats.count("skipped")
+            if self._stats is not None:
+                self._stats.count("skipped")
         return self.step
 
     def feed(self, data: Any) -> Step:
@@ -158,11 +184,10 @@ class Handshake:
             if len(buffer) < self.needed:
                 self.received = len(buffer)
                 return READ  # a long v2 header still arriving: nothing to decide yet
-        policy = self.policy
         try:
-            header = parse(view, v1=policy.v1 and not self._datagram, v2=policy.v2)
+            header = parse(view, v1=self._v1, v2=self._v2)
         except Incomplete as exc:
-            if exc.needed > policy.max_header_size:
+            if exc.needed > self._max:
                 return self._refused("rejected_invalid", self._too_large(exc.needed))
             if self._datagram:
                 return self._refused("rejected_invalid", InvalidHeader(
@@ -178,15 +203,16 @@ class Handshake:
             return self._refused("rejected_invalid", _no_header(exc, view, self._datagram))
         length = header.length
         self.received = len(view)
-        if length > policy.max_header_size:
+        if length > self._max:
             return self._refused("rejected_invalid", self._too_large(length))
         self.header = header
+        self.length = length
         self._data = view
         self._buffer = None
         if self.decision != IGNORE:
-            if policy.validate is not None:
+            if self._validate is not None:
                 try:
-                    policy.validate(header)
+                    self._validate(header)
                 except Exception as exc:
                     reason = f"PROXY header refused by the validator: {exc!r}"
                     error = HeaderRejected(reason, header)
@@ -196,7 +222,7 @@ class Handshake:
             source = header.source
             if source is not None:  # not LOCAL, not UNKNOWN
                 self.client = source
-        stats = policy.stats
+        stats = self._stats
         if stats is not None:
             stats.count_accepted(header.version, header.command is _LOCAL)
         self.step = SERVE
@@ -224,10 +250,8 @@ class Handshake:
         """The bytes fed after the header (empty when none were, or when no
         header was read)."""
         data = self._data
-        if data is None:
-            return b""
-        length = self.header.length  # type: ignore[union-attr]
-        return bytes(data[length:]) if len(data) > length else b""
+        length = self.length
+        return bytes(data[length:]) if data is not None and len(data) > length else b""
 
     @property
     def timeout(self) -> float | None:
@@ -243,7 +267,7 @@ class Handshake:
     def _too_large(self, length: int) -> InvalidHeader:
         return InvalidHeader(
             f"the v2 header declares {length} bytes, more than max_header_size "
-            f"({self.policy.max_header_size})",
+            f"({self._max})",
             V2_HEADER_LENGTH - 2,  # the length field
         )
 
@@ -253,7 +277,7 @@ class Handshake:
         self.step = CLOSE
         self.error = error
         self._buffer = None
-        stats = self.policy.stats
+        stats = self._stats
         if stats is not None:
             stats.count(counter)
         # A connect-and-close or an idle connection that sent nothing is a

@@ -13,11 +13,21 @@ cdef class Handshake:
     cdef readonly object error
     cdef readonly Py_ssize_t received
     cdef readonly Py_ssize_t needed
+    cdef readonly Py_ssize_t length
     cdef object _data
     cdef bytearray _buffer
     cdef bint _datagram
+    # The policy's values read on every connection.
+    cdef object _always
+    cdef bint _v1
+    cdef bint _v2
+    cdef Py_ssize_t _max
+    cdef object _validate
+    cdef object _stats
 
     cdef _init(self, object policy, bint datagram)
+    cdef _init_like(self, Handshake template)
+    cdef _reset(self, object policy, bint datagram)
     cpdef object begin(self, object peer, object local=*)
     cpdef object feed(self, object data)
     cpdef object timed_out(self)
