@@ -159,9 +159,13 @@ class _Checked:
     @classmethod
     def check_config(cls, cfg: Config, log: Logger) -> None:
         route_to(log.error_log)
-        policy = policy_for(cfg)
-        unix = any(str(address).startswith("unix:") for address in cfg.bind)
-        announce(policy, "gunicorn", unix=unix and not policy.trusts(""))
+        try:
+            policy = policy_for(cfg)
+            unix = any(str(address).startswith("unix:") for address in cfg.bind)
+            announce(policy, "gunicorn", unix=unix and not policy.trusts(""))
+        except (ValueError, TypeError) as exc:
+            # gunicorn stops on a RuntimeError with its message on one line.
+            raise RuntimeError(f"pyproxyproto: {exc}") from None
         check = getattr(super(), "check_config", None)
         if check is not None:
             check(cfg, log)
