@@ -83,7 +83,11 @@ def log_refusal(level: int, what: str, peer: object, reason: str, local: object 
     limiter.log(level, "%s from %s: %s", what, format_address(peer, local), reason)
 
 
-class _ToServerLog(logging.Handler):
+class _Routed(logging.Handler):
+    """A handler ``route`` added: the next call to ``route`` replaces it."""
+
+
+class _ToServerLog(_Routed):
     """Hands the ``pyproxyproto`` records to a server's logger, whose
     handlers give them the server's time, level, format and files."""
 
@@ -98,17 +102,22 @@ class _ToServerLog(logging.Handler):
 
 def route_to(target: logging.Logger) -> None:
     """Send the ``pyproxyproto`` logger's records to ``target`` (a server's
-    logger) at the level ``target`` lets through, when nothing else would
-    handle them (no handler on the ``pyproxyproto`` logger or above it:
-    Python's last-resort handler would print them bare).  A logging
-    configuration of the user's (a handler on the root logger, say) is
-    left to handle them."""
-    for handler in list(logger.handlers):
-        if isinstance(handler, _ToServerLog):  # routed before: route again
-            logger.removeHandler(handler)
+    logger) at the level ``target`` lets through; see ``route``."""
+    route(_ToServerLog(target), target.getEffectiveLevel())
+
+
+def route(handler: _Routed, level: int) -> None:
+    """Give the ``pyproxyproto`` logger ``handler`` (a server's log) at
+    ``level``, when nothing else would handle its records (no handler on it
+    or above it: Python's last-resort handler would print them bare).  A
+    logging configuration of the user's (a handler on the root logger,
+    say) is left to handle them."""
+    for old in list(logger.handlers):
+        if isinstance(old, _Routed):  # routed before: route again
+            logger.removeHandler(old)
             logger.propagate = True
     if logger.hasHandlers():
         return
-    logger.addHandler(_ToServerLog(target))
-    logger.setLevel(target.getEffectiveLevel())
+    logger.addHandler(handler)
+    logger.setLevel(level)
     logger.propagate = False

@@ -17,11 +17,13 @@ take the endpoint as they take any other: ``daphne -e pyproxyproto:tcp:port=9080
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Protocol, Union, cast
 
 from twisted.internet import interfaces
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger, LogLevel
 from twisted.plugin import IPlugin
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.protocols.tls import TLSMemoryBIOFactory
@@ -43,6 +45,7 @@ from ._env import (
     trusts_every_peer,
 )
 from ._header import Address
+from ._log import _Routed, route
 from ._networks import PeerAddress
 from ._policy import Policy, PolicyOptions, announce, resolve
 from ._step import READ, SERVE
@@ -337,6 +340,22 @@ _POLICY_ARGUMENTS = {
 }
 
 
+class _ToTwistedLog(_Routed):
+    """Hands the ``pyproxyproto`` records to Twisted's log (twistd, twist)."""
+
+    _LEVELS = ((logging.ERROR, LogLevel.error), (logging.WARNING, LogLevel.warn),
+               (logging.INFO, LogLevel.info))
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._log = Logger(namespace="pyproxyproto")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        level = next((ours for theirs, ours in self._LEVELS if record.levelno >= theirs),
+                     LogLevel.debug)
+        self._log.emit(level, "{message}", message=record.getMessage())
+
+
 @implementer(IPlugin, interfaces.IStreamServerEndpointStringParser)
 class ProxyProtocolServerParser:
     """``pyproxyproto:tcp:...`` and ``pyproxyproto:ssl:...`` endpoint strings."""
@@ -352,6 +371,7 @@ class ProxyProtocolServerParser:
                 "or pyproxyproto:ssl:port=N:privateKey=...[:...]"
             )
         kind, *rest = args
+        route(_ToTwistedLog(), logging.INFO)
         given = {
             _POLICY_ARGUMENTS[name]: kwargs.pop(name)
             for name in list(kwargs)
