@@ -5,6 +5,7 @@ bytes after it, and every refusal, each in a real server process."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import ssl
 import sys
@@ -51,7 +52,11 @@ from twisted.internet import reactor
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import globalLogBeginner, textFileLogObserver
 from zope.interface import implementer
+
+# As a Twisted program starts its log: pyproxyproto's records go there too.
+globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)])
 
 @implementer(IHalfCloseableProtocol)
 class Echo(Protocol):
@@ -157,6 +162,8 @@ def test_exact_bytes_and_refusals(tmp_path):
         output = server.stop()
     assert "the peer sent no PROXY header" in output
     assert "no complete PROXY header within 0.5 s" in output
+    # In Twisted's log format, at its warn level.
+    assert re.search(r"^\S+ \[pyproxyproto#warn\] closed connection from ", output, re.M), output
 
 
 def test_untrusted_peer_is_refused(tmp_path):
