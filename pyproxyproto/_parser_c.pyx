@@ -281,7 +281,8 @@ cdef class ProxyHeader:
 
     @property
     def tlvs(self):
-        """Every TLV, ``(type, value)`` in wire order (v2 only)."""
+        """Every TLV, ``(type, value)`` in wire order (v2 only; none from a
+        LOCAL or AF_UNSPEC body that is not a TLV area, which is discarded)."""
         cdef PyObject *tlvs = pp_once_get(&self._tlvs)
         if tlvs != NULL:
             return <tuple>tlvs

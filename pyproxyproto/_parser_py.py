@@ -113,7 +113,8 @@ class ProxyHeader:
 
     @property
     def tlvs(self) -> TLVs:
-        """Every TLV, ``(type, value)`` in wire order (v2 only)."""
+        """Every TLV, ``(type, value)`` in wire order (v2 only; none from a
+        LOCAL or AF_UNSPEC body that is not a TLV area, which is discarded)."""
         return self._tlvs
 
     def _view(self, index: int) -> Any:
