@@ -359,7 +359,7 @@ def _parse_v2(data: bytes, n: int, verify_checksum: bool) -> ProxyHeader:
     # receiver must ignore, read once it is all there; its TLVs are kept
     # when it is a valid TLV area, and it is discarded when not.
     if tlv_start < total and (n >= total or (command and block)):
-        walked = _walk_tlvs(data, n, tlv_start, total, bool(command and block))
+        walked = _walk_tlvs(data, n, tlv_start, total, command != 0 and block != 0)
         if walked is not None:
             tlvs, crc_offset = walked
     if n < total:
