@@ -602,6 +602,17 @@ def test_untrusted_datagrams(caplog):
     assert received == [(b"y", proxy)] and replies == [b"re:y"]
 
 
+def test_a_v1_header_in_a_datagram_is_refused(caplog):
+    # v1 has no datagram form: the spec defines datagrams for v2 only.
+    stats = pp.Stats()
+    received, replies, _ = datagram_exchange(
+        [pp.build(CLIENT, SERVER, version=1) + b"x", DGRAM + b"ok"], stats=stats)
+    assert received == [(b"ok", CLIENT)] and replies == [b"re:ok"]
+    assert stats.rejected_invalid == 1 and stats.accepted_v2 == 1
+    [message] = rejections(caplog)
+    assert "a v1 PROXY header in a datagram" in message
+
+
 def test_local_datagram_keeps_the_real_address():
     received, _, proxy = datagram_exchange([pp.build(command=pp.Command.LOCAL) + b"hc"])
     assert received == [(b"hc", proxy)]
