@@ -2,6 +2,7 @@
 ``pyproxyproto:`` endpoint-string parser (registered by twisted/plugins).
 
 ``pyproxyproto:tcp:port=9080:trusted=10.0.0.0/8`` listens like ``tcp:``
+(``pyproxyproto:unix:address=/run/app.sock:trusted=unix`` like ``unix:``)
 and reads each connection's header before the application's protocol
 exists; that protocol is built for, and its transport reports
 (getPeer/getHost), the header's addresses.  ``pyproxyproto:ssl:...``
@@ -129,7 +130,9 @@ def _peer_address(address: object) -> PeerAddress:
     if isinstance(address, (IPv4Address, IPv6Address)):
         return (address.host, address.port)
     if isinstance(address, UNIXAddress):
-        return address.name
+        # An unnamed Unix-socket peer (a client's end) is "", as getpeername() says.
+        name = address.name
+        return "" if name is None else name
     return None
 
 
@@ -365,10 +368,11 @@ class ProxyProtocolServerParser:
     def parseStreamServer(
         self, reactor: interfaces.IReactorTime, *args: str, **kwargs: str
     ) -> ProxyProtocolServerEndpoint:
-        if not args or args[0] not in ("tcp", "ssl"):
+        if not args or args[0] not in ("tcp", "ssl", "unix"):
             raise ValueError(
-                "pyproxyproto: endpoints are pyproxyproto:tcp:port=N[:...] "
-                "or pyproxyproto:ssl:port=N:privateKey=...[:...]"
+                "pyproxyproto: endpoints are pyproxyproto:tcp:port=N[:...], "
+                "pyproxyproto:ssl:port=N:privateKey=...[:...] "
+                "or pyproxyproto:unix:address=PATH[:...]"
             )
         kind, *rest = args
         route(_ToTwistedLog(), logging.INFO)
@@ -383,11 +387,11 @@ class ProxyProtocolServerParser:
             overrides["trusted"] = None  # every peer, whatever the environment says
         origin = "the endpoint argument trusted" if ENV_TRUSTED in given else None
         policy = policy_from_env(None, origin, **overrides)
-        announce(policy, "the pyproxyproto: endpoint")
+        announce(policy, "the pyproxyproto: endpoint", unix=kind == "unix" and not policy.trusts(""))
         inner: interfaces.IStreamServerEndpoint = serverFromString(  # type: ignore[no-untyped-call]
             reactor, _unparse(kind, rest, kwargs)
         )
-        if kind == "tcp":
+        if kind in ("tcp", "unix"):
             return ProxyProtocolServerEndpoint(inner, policy=policy, reactor=reactor)
         # ssl: listen on plain TCP where ssl: would, and start TLS with its
         # certificate after the header.
