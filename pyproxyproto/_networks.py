@@ -29,6 +29,7 @@ PeerAddress = Optional[Address]
 UNIX = "unix"
 
 _MAPPED_PREFIX = 0xFFFF  # ::ffff:0:0/96, IPv4-mapped IPv6 addresses
+_SEEN = 256  # hosts whose answer TrustedNetworks keeps
 _SINGLE_NETWORK = (str, int, ipaddress.IPv4Network, ipaddress.IPv6Network,
                    ipaddress.IPv4Address, ipaddress.IPv6Address)
 
@@ -46,7 +47,7 @@ class TrustedNetworks:
     ``ipaddress`` object is made per lookup.
     """
 
-    __slots__ = ("_v4", "_v6", "networks", "unix")
+    __slots__ = ("_v4", "_v6", "networks", "unix", "_seen")
 
     def __init__(self, networks: Iterable[NetworkLike]) -> None:
         v4: list[tuple[int, int]] = []
@@ -74,6 +75,9 @@ class TrustedNetworks:
         self.unix = unix
         self._v4 = _merged(v4)
         self._v6 = _merged(v6)
+        # Answers for the hosts seen last: behind a balancer, the peers are a
+        # handful of balancer addresses, asked about on every connection.
+        self._seen: dict[str, bool] = {}
 
     def __contains__(self, host: object) -> bool:
         """Whether ``host``, a textual IP address as getpeername() gives it,
@@ -81,6 +85,16 @@ class TrustedNetworks:
         None) is not: see ``trusts`` for peers."""
         if not isinstance(host, str):
             return False
+        seen = self._seen
+        answer = seen.get(host)
+        if answer is None:
+            answer = self._lookup(host)
+            if len(seen) >= _SEEN:
+                seen.clear()  # a scan of many addresses: start over
+            seen[host] = answer
+        return answer
+
+    def _lookup(self, host: str) -> bool:
         if ":" in host:
             try:
                 value = int.from_bytes(
