@@ -304,7 +304,9 @@ def _echo(args: argparse.Namespace) -> int:
     print(f"PROXY protocol port: {_url(app.proxy.server_address)} "
           f"(send a PROXY header first; trusted: {trusted}; "
           f"header timeout: {args.header_timeout:g} s)")
-    print(f"plain HTTP port: {_url(app.plain.server_address)} (no PROXY header)")
+    metrics = " /metrics: the PROXY port's counters" if app.plain.metrics else ""
+    print(f"plain HTTP port: {_url(app.plain.server_address)} (no PROXY header;{metrics})"
+          if metrics else f"plain HTTP port: {_url(app.plain.server_address)} (no PROXY header)")
     print(f"Try: curl --haproxy-protocol {_url(app.proxy.server_address)}  "
           "(Ctrl-C or SIGTERM stops the server)", flush=True)
     stop = threading.Event()
