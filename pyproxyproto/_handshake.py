@@ -54,7 +54,8 @@ __all__ = ["CLOSE", "READ", "SERVE", "Handshake", "Step"]
 
 _LOCAL = Command.LOCAL
 # Bytes that start an HTTP/1 request line (methods) or a TLS record
-# (handshake, version 3.x): a peer sending these sent no PROXY header.
+# (handshake, version 3.x): a peer sending these sent no PROXY header.  Only
+# the refusal's message uses them: the connection is refused either way.
 _HTTP_METHODS = (b"GET ", b"POST ", b"HEAD ", b"PUT ", b"DELETE ", b"OPTIONS ", b"PATCH ",
                  b"CONNECT ", b"TRACE ", b"PRI * ")
 _TLS_HANDSHAKE = b"\x16\x03"
