@@ -140,8 +140,13 @@ class ProxyProtocolListener(Listener[ProxyProtocolStream]):
         hs = Handshake(self.policy)
         try:
             peer = stream.extra(SocketAttribute.remote_address, None)
+            if peer is None:
+                sock = stream.extra(SocketAttribute.raw_socket, None)
+                if sock is not None:
+                    sock.getpeername()  # the peer is gone when this fails
         except OSError as exc:
-            # The peer is gone before its address could be read.
+            # The peer closed before its address could be read: an early
+            # close, not an untrusted peer.
             hs.closed(exc)
             raise hs.error from None  # type: ignore[misc]
         step = hs.begin(peer)

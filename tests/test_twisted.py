@@ -192,7 +192,11 @@ def test_policy_arguments_come_from_the_environment_unless_given(monkeypatch):
         serverFromString(reactor, "pyproxyproto:tcp:port=0:timeout=soon")
     assert "PYPROXYPROTO" not in str(info.value)
     with pytest.raises(ValueError, match="pyproxyproto:tcp"):
-        serverFromString(reactor, "pyproxyproto:unix:/tmp/x")
+        serverFromString(reactor, "pyproxyproto:udp:port=0")
+    # A Unix-socket endpoint whose policy can trust no peer there stops at start-up.
+    with pytest.raises(ValueError, match="add 'unix' to the trusted networks"):
+        serverFromString(reactor, "pyproxyproto:unix:address=/tmp/pp-x.sock:trusted=10.0.0.0/8")
+    assert serverFromString(reactor, "pyproxyproto:unix:address=/tmp/pp-x.sock:trusted=unix")
 
 
 def test_twistd_web_logs_the_real_client(tmp_path):
