@@ -3,9 +3,10 @@
 # version pyproject.toml declares (.ci/constraints-lowest.txt), in its own
 # venv, .venv-lowest/, made afresh.  bash .ci/lowest.sh, from the checkout.
 #
-# The install is editable, as .venv's: the tests import the checkout (pytest
-# runs from it, the servers they start get it on PYTHONPATH), so the only
-# difference from the newest run is the set of packages around it.
+# The install is editable (compat mode), as the README's set-up command: the
+# tests import the checkout (pytest runs from it, the servers they start get
+# it on PYTHONPATH), so the only difference from the newest run is the set of
+# packages around it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_PROGRESS_BAR=off
@@ -18,7 +19,7 @@ python3 -m venv --clear .venv-lowest
 $py -m pip install -q --upgrade pip
 # setuptools is named so that its companion pin applies (see the constraints).
 PYPROXYPROTO_REQUIRE_EXTENSIONS=1 $py -m pip install -q \
-    -c .ci/constraints-lowest.txt -e '.[test]' setuptools
+    -c .ci/constraints-lowest.txt -e '.[test]' --config-settings editable_mode=compat setuptools
 $py -m pip check
 $py - <<'EOF'
 import importlib.metadata
