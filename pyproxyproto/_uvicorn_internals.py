@@ -25,8 +25,8 @@ from typing import Any, NoReturn
 from uvicorn.config import Config
 from uvicorn.protocols.http import h11_impl
 
-# uvicorn's exit status for a worker that could not start (newer uvicorn
-# releases stop every worker on it, instead of restarting the one).
+# uvicorn's exit status for a worker that could not start: from 0.50 on, the
+# --workers parent stops every worker on it instead of restarting the one.
 STARTUP_FAILURE = 3
 
 _PROTOCOL_PARAMETERS = ["self", "config", "server_state", "app_state", "_loop"]

@@ -262,7 +262,15 @@ class _HeaderProtocol(ProtocolWrapper):
         return self._destination or self._transport.getHost()
 
 
-class ProxyProtocolFactory(WrappingFactory[_HeaderProtocol]):
+if TYPE_CHECKING:
+    _WrappingFactory = WrappingFactory[_HeaderProtocol]
+else:
+    # Twisted made WrappingFactory generic after 22.10; before, it cannot
+    # be subscripted at run time.
+    _WrappingFactory = WrappingFactory
+
+
+class ProxyProtocolFactory(_WrappingFactory):
     """Wrap a server factory: each connection's header is read first, then
     ``wrappedFactory.buildProtocol`` is called with the header's client.
     With ``tls`` (an OpenSSL context factory) TLS starts after the header.

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests import peers
-from tests.integration_helpers import require_module
+from tests.integration_helpers import require_module, self_signed_cert
 
 pytestmark = pytest.mark.servers
 
@@ -71,8 +71,9 @@ def test_uvicorn_stops_before_serving(bad, protocol):
 
 
 def test_uvicorn_with_workers_stops_every_worker_before_serving():
-    """With --workers the parent stops when a worker cannot start; its exit
-    status is uvicorn's own (0 in the releases that stop on it)."""
+    """With --workers the parent stops when a worker cannot start (uvicorn
+    0.50 and later; older ones restart it forever); its exit status is
+    uvicorn's own."""
     require_module("uvicorn")
     env, message = BAD["cidr-typo"]
     full = start([PY, "-m", "uvicorn", "server_apps:asgi", "--port", port(), "--workers", "2",
@@ -84,9 +85,12 @@ def test_uvicorn_with_workers_stops_every_worker_before_serving():
 
 def test_uvicorn_refuses_its_own_tls_options(tmp_path):
     require_module("uvicorn")
+    # A certificate that loads: uvicorn before 0.53 loads it before
+    # the --http class, and a missing one would stop them first.
+    cert, key = self_signed_cert(tmp_path)
     done = start([PY, "-m", "uvicorn", "server_apps:asgi", "--port", port(),
                   "--http", "pyproxyproto.uvicorn:H11Protocol",
-                  "--ssl-certfile", str(tmp_path / "cert.pem")], {})
+                  "--ssl-certfile", cert, "--ssl-keyfile", key], {})
     stops_with(done, "uvicorn's --ssl-* options start TLS before the PROXY header can be read")
 
 
