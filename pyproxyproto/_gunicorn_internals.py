@@ -124,3 +124,24 @@ def mark_data_ready(conn: Any) -> None:
     its thread does not wait for the socket first (the bytes may all be in
     the parser's unreader)."""
     conn.data_ready = True
+
+
+def gevent_server_works() -> bool:
+    """The guard of reading the header before TLS in gunicorn's gevent worker:
+    its ``run`` makes each listener's server as ``ggevent.StreamServer(...)``.
+    Fallback: without TLS the header is read in the worker's ``handle``, as
+    it always is; with TLS the worker refuses to start, saying why."""
+    try:
+        from gunicorn.workers import ggevent
+    except (ImportError, RuntimeError):  # no gevent, or one too old for gunicorn
+        return False
+    return "StreamServer" in _names(ggevent.GeventWorker.run) and callable(
+        getattr(ggevent, "StreamServer", None))
+
+
+def use_gevent_server(server: Any) -> None:
+    """Make gunicorn's gevent worker call ``server`` (a StreamServer class, or
+    a callable making one) for its listeners, in this worker process."""
+    from gunicorn.workers import ggevent
+
+    setattr(ggevent, "StreamServer", server)

@@ -49,6 +49,7 @@ from ._log import route_to
 from ._networks import UNIX, PeerAddress, is_unix_peer
 from ._policy import FIRST_PEEK, Policy, announce
 from ._step import CLOSE, READ, SERVE
+from ._wsgi import ENVIRON_KEY
 from .sockets import absorb, read, receive
 
 if TYPE_CHECKING:
@@ -60,7 +61,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ENVIRON_KEY", "SyncWorker", "ThreadWorker", "UvicornWorker"]
 
-ENVIRON_KEY = "pyproxyproto.proxy_header"
 
 # PROXY_PROTOCOL for a header without addresses, as gunicorn names them.
 _NO_ADDRESS = {1: "UNKNOWN", 2: "UNSPEC"}
@@ -161,6 +161,7 @@ class _Checked:
         route_to(log.error_log)
         try:
             policy = policy_for(cfg)
+            cls._proxy_check_config(cfg)
             unix = any(str(address).startswith("unix:") for address in cfg.bind)
             announce(policy, "gunicorn", unix=unix and not policy.trusts(""))
         except (ValueError, TypeError) as exc:
@@ -169,6 +170,10 @@ class _Checked:
         check = getattr(super(), "check_config", None)
         if check is not None:
             check(cfg, log)
+
+    @classmethod
+    def _proxy_check_config(cls, cfg: Config) -> None:
+        """Raise on a setting this worker class cannot serve."""
 
     def init_process(self) -> None:
         route_to(self.log.error_log)  # type: ignore[attr-defined]
@@ -388,3 +393,75 @@ else:
                 # Made here, not by uvicorn, which would start TLS before the header.
                 config.ssl_certfile = config.ssl_keyfile = None
             configure(config, policy_for(self.cfg), context)
+
+
+try:
+    from gunicorn.workers import ggevent
+except (ImportError, RuntimeError):  # gevent is not installed (or too old for gunicorn)
+    pass
+else:
+    from . import gevent as _gevent
+
+    _GEVENT_SERVER = internals.gevent_server_works()
+
+    class GeventWorker(_WSGIProxyWorker, ggevent.GeventWorker):
+        """gunicorn's gevent worker, reading a PROXY header first in each
+        connection's greenlet; with ``--certfile``, TLS starts after it."""
+
+        @classmethod
+        def _proxy_check_config(cls, cfg: Config) -> None:
+            if cfg.is_ssl and not _GEVENT_SERVER:
+                raise RuntimeError(
+                    "this gunicorn's gevent worker starts TLS where pyproxyproto cannot read "
+                    "the PROXY header first; serve TLS with the gevent_pywsgi worker "
+                    "(pyproxyproto.gunicorn.GeventPyWSGIWorker) or install the gunicorn "
+                    "release pyproxyproto supports"
+                )
+
+        def patch(self) -> None:
+            super().patch()
+            # threading is gevent's from here on: the header of the request
+            # being handled is kept per greenlet.
+            self._proxy_local = threading.local()
+
+        def run(self) -> None:
+            if self.cfg.is_ssl:
+                # gunicorn starts TLS in gevent's server, before the handler
+                # runs: the header is read there, by pyproxyproto's server.
+                internals.use_gevent_server(partial(_gevent.StreamServer, policy=self._proxy_policy))
+            super().run()
+
+        def handle(  # type: ignore[override]
+            self, listener: Any, client: Any, addr: PeerAddress
+        ) -> None:
+            if self.cfg.is_ssl:
+                header = _gevent.proxy_header(client)  # read by the server, before TLS
+            else:
+                hs = _gevent.handshake(client, addr, self._proxy_policy, _local(client, addr))
+                if hs.step is not SERVE:
+                    client.close()  # counted and logged by the handshake
+                    return
+                addr, header = hs.client, hs.believed
+            self._proxy_local.header = header
+            super().handle(listener, client, addr)  # type: ignore[arg-type]
+
+        def handle_request(  # type: ignore[override]
+            self, listener_name: Any, req: Request, sock: Any, addr: PeerAddress
+        ) -> bool:
+            self._set_request(req, addr, self._proxy_local.header)
+            return super().handle_request(listener_name, req, sock, addr)  # type: ignore[arg-type]
+
+    class _PyWSGIServer(_gevent.WSGIServer, ggevent.PyWSGIServer):
+        """gunicorn's pywsgi server behind a PROXY header."""
+
+    class GeventPyWSGIWorker(_Checked, ggevent.GeventPyWSGIWorker):
+        """gunicorn's gevent_pywsgi worker, reading a PROXY header first in
+        each connection's greenlet (``REMOTE_ADDR``, gunicorn's access log);
+        with ``--certfile``, TLS starts after it."""
+
+        def run(self) -> None:
+            # gunicorn makes its pywsgi servers as self.server_class(...).
+            self.server_class = partial(_PyWSGIServer, policy=self._proxy_policy)  # type: ignore[assignment,misc]
+            super().run()
+
+    __all__ += ["GeventPyWSGIWorker", "GeventWorker"]
