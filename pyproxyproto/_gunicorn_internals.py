@@ -145,3 +145,48 @@ def use_gevent_server(server: Any) -> None:
     from gunicorn.workers import ggevent
 
     setattr(ggevent, "StreamServer", server)
+
+
+def tornado_server_works() -> bool:
+    """The guard of gunicorn's tornado worker: its ``run`` subclasses
+    ``tornado.httpserver.HTTPServer`` for its server.  Fallback: none (a
+    server made otherwise would read no header): the worker refuses to
+    start, saying why."""
+    try:
+        from gunicorn.workers import gtornado
+    except ImportError:
+        return False
+    return {"tornado", "httpserver", "HTTPServer"} <= set(_names(gtornado.TornadoWorker.run))
+
+
+def use_tornado_server(server_class: type) -> None:
+    """Make gunicorn's tornado worker in this process subclass ``server_class``
+    (a ``tornado.httpserver.HTTPServer``) for its server."""
+    import tornado.httpserver
+
+    setattr(tornado.httpserver, "HTTPServer", server_class)
+
+
+def asgi_protocol_works() -> bool:
+    """The guard of gunicorn's ASGI worker: its ``_serve`` makes each
+    connection's protocol as ``ASGIProtocol(worker)``, with the TLS context
+    of its ``_get_ssl_context``.  Fallback: none (a protocol made otherwise
+    would read no header): the worker refuses to start, saying why."""
+    try:
+        from gunicorn.workers import gasgi
+    except ImportError:
+        return False
+    serve = getattr(gasgi.ASGIWorker, "_serve", None)
+    return ({"ASGIProtocol", "_get_ssl_context"} <= set(_names(serve))
+            and callable(getattr(gasgi, "ASGIProtocol", None)))
+
+
+def use_asgi_protocol(worker: Any, wrap: Any) -> None:
+    """Make gunicorn's ASGI ``worker`` (this process's) make each connection's
+    protocol with ``wrap(ASGIProtocol, tls)``'s factory, ``tls`` being the
+    TLS context it would have started before the header (it starts none)."""
+    from gunicorn.workers import gasgi
+
+    tls = worker._get_ssl_context()
+    worker._get_ssl_context = lambda: None
+    setattr(gasgi, "ASGIProtocol", wrap(getattr(gasgi, "ASGIProtocol"), tls))

@@ -465,3 +465,108 @@ else:
             super().run()
 
     __all__ += ["GeventPyWSGIWorker", "GeventWorker"]
+
+
+try:
+    from aiohttp.worker import GunicornWebWorker as _AiohttpWorker
+
+    from . import _aiohttp_internals as aiohttp_internals
+except ImportError:  # aiohttp is not installed
+    pass
+else:
+    from .aiohttp import ProxyProtocolSite
+
+    class GunicornWebWorker(_Checked, _AiohttpWorker):
+        """aiohttp's gunicorn worker (``aiohttp.GunicornWebWorker``), reading a
+        PROXY header first; with ``--certfile``, TLS starts after it
+        (aiohttp#11252).  ``request.remote`` and the access log show the
+        header's client."""
+
+        @classmethod
+        def _proxy_check_config(cls, cfg: Config) -> None:
+            if not aiohttp_internals.SITE:
+                raise RuntimeError(
+                    "this aiohttp's gunicorn worker starts its sites otherwise than "
+                    "pyproxyproto knows; install the aiohttp release pyproxyproto supports"
+                )
+
+        def run(self) -> None:
+            policy = self._proxy_policy
+
+            def site(runner: Any, sock: socket.socket, *, ssl_context: Any = None) -> Any:
+                return ProxyProtocolSite(runner, sock=sock, ssl_context=ssl_context,
+                                         policy=policy)
+
+            aiohttp_internals.use_site(site)
+            super().run()
+
+    __all__ += ["GunicornWebWorker"]
+
+
+try:
+    from gunicorn.workers import gtornado
+except ImportError:  # Tornado is not installed
+    pass
+else:
+    from .tornado import HTTPServer as _TornadoServer
+
+    _TORNADO_SERVER = internals.tornado_server_works()
+
+    class TornadoWorker(_Checked, gtornado.TornadoWorker):
+        """gunicorn's tornado worker, reading a PROXY header first (as
+        ``pyproxyproto.tornado.HTTPServer``); ``--certfile``: TLS after it.
+        WSGI apps get the header's client as ``REMOTE_ADDR``, Tornado apps
+        as ``request.remote_ip``."""
+
+        @classmethod
+        def _proxy_check_config(cls, cfg: Config) -> None:
+            if not _TORNADO_SERVER:
+                raise RuntimeError(
+                    "this gunicorn's tornado worker makes its server otherwise than "
+                    "pyproxyproto knows; install the gunicorn release pyproxyproto supports"
+                )
+
+        def run(self) -> None:
+            policy = self._proxy_policy
+            error_log = self.log.error_log
+
+            class Server(_TornadoServer):
+                def initialize(self, *args: Any, **kwargs: Any) -> None:
+                    super().initialize(*args, policy=policy, **kwargs)
+                    route_to(error_log)  # gunicorn's log, not Tornado's
+
+            internals.use_tornado_server(Server)
+            super().run()
+
+    __all__ += ["TornadoWorker"]
+
+
+try:
+    from gunicorn.workers import gasgi
+except ImportError:  # this gunicorn has no ASGI worker
+    pass
+else:
+    from .aio import wrap as _wrap
+
+    _ASGI_PROTOCOL = internals.asgi_protocol_works()
+
+    class ASGIWorker(_Checked, gasgi.ASGIWorker):
+        """gunicorn's own ASGI worker (``-k asgi``), reading a PROXY header
+        first; ``--certfile``: TLS after it.  ``scope["client"]`` and the
+        access log show the header's client."""
+
+        @classmethod
+        def _proxy_check_config(cls, cfg: Config) -> None:
+            if not _ASGI_PROTOCOL:
+                raise RuntimeError(
+                    "this gunicorn's ASGI worker makes its protocols otherwise than "
+                    "pyproxyproto knows; install the gunicorn release pyproxyproto supports"
+                )
+
+        def run(self) -> None:
+            policy = self._proxy_policy
+            internals.use_asgi_protocol(
+                self, lambda protocol, tls: _wrap(protocol, policy=policy, ssl=tls))
+            super().run()
+
+    __all__ += ["ASGIWorker"]
