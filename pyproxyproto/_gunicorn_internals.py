@@ -36,8 +36,18 @@ _installed = threading.Lock()
 
 
 def _names(function: Any) -> tuple[str, ...]:
+    """The global and attribute names ``function`` uses, in the functions
+    (lambdas, classes) it defines too."""
     code = getattr(function, "__code__", None)
-    return () if code is None else code.co_names
+    return () if code is None else _code_names(code)
+
+
+def _code_names(code: Any) -> tuple[str, ...]:
+    names = code.co_names
+    for const in code.co_consts:
+        if hasattr(const, "co_names"):
+            names += _code_names(const)
+    return names  # type: ignore[no-any-return]
 
 
 def _read_ahead_works() -> bool:

@@ -48,8 +48,9 @@ LIBRARY_SERVERS = {
 }
 WEBSOCKETS = ["websockets", "websockets-sync"]
 HTTP = sorted(LIBRARY_SERVERS) + sorted(GUNICORN_WORKERS)
-# Where the access log names the client (the line a request leaves).
-ACCESS_LOG = {"gevent-wsgi", "gevent-stream", "aiohttp", *GUNICORN_WORKERS}
+# Where the access log names the client (the line a request leaves); gunicorn's
+# tornado worker leaves access lines to Tornado's logger, which it does not set up.
+ACCESS_LOG = {"gevent-wsgi", "gevent-stream", "aiohttp", *GUNICORN_WORKERS} - {"gunicorn-tornado"}
 NO_TLS = {"waitress"}  # waitress serves no TLS
 
 
