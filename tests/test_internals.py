@@ -178,3 +178,106 @@ def test_hypercorn_guard():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert "pyproxyproto.hypercorn needs hypercorn's asyncio worker internals" in done.stderr
+
+
+# -- gevent -----------------------------------------------------------------------------
+
+
+def test_gevent_handler_guard(monkeypatch):
+    require_module("gevent")
+    from gevent.baseserver import BaseServer
+
+    from pyproxyproto import _gevent_internals as internals
+
+    assert internals._handler_works()
+
+    def do_handle(self, *args):  # runs its connections some other way
+        return None
+
+    monkeypatch.setattr(BaseServer, "do_handle", do_handle)
+    assert not internals._handler_works()
+
+
+def test_gevent_server_refuses_to_start_when_the_guard_trips(monkeypatch):
+    """The fallback: a server that could not read headers first never listens."""
+    require_module("gevent")
+    from pyproxyproto import _gevent_internals as internals
+    from pyproxyproto.gevent import StreamServer
+
+    monkeypatch.setattr(internals, "HANDLER", False)
+    server = StreamServer(("127.0.0.1", 0), lambda sock, address: None, trusted=["127.0.0.0/8"])
+    with pytest.raises(RuntimeError, match="no PROXY header could be read before TLS or the handler"):
+        server.start()
+    server.close()
+
+
+# -- the other gunicorn workers ----------------------------------------------------------
+
+
+def test_gunicorn_worker_guards(monkeypatch):
+    require_module("gunicorn")
+    require_module("gevent")
+    require_module("tornado")
+    require_module("aiohttp")
+    from aiohttp.worker import GunicornWebWorker
+    from gunicorn.workers import gasgi, ggevent, gtornado
+
+    from pyproxyproto import _aiohttp_internals, _gunicorn_internals as internals
+
+    guards = [internals.gevent_server_works, internals.tornado_server_works,
+              internals.asgi_protocol_works, _aiohttp_internals._site_works]
+    assert all(guard() for guard in guards)
+
+    def rewritten(*args):
+        return None
+
+    monkeypatch.setattr(ggevent.GeventWorker, "run", rewritten)
+    monkeypatch.setattr(gtornado.TornadoWorker, "run", rewritten)
+    monkeypatch.setattr(gasgi.ASGIWorker, "_serve", rewritten)
+    monkeypatch.setattr(GunicornWebWorker, "_run", rewritten)
+    assert not any(guard() for guard in guards)
+
+
+# A gunicorn run with one worker's guard tripped: the worker must stop at
+# start-up, saying why, rather than serve without reading headers.
+GUNICORN_GUARD_TRIPPED = """
+import sys
+import pyproxyproto.gunicorn as workers
+from pyproxyproto import _aiohttp_internals
+workers._GEVENT_SERVER = workers._TORNADO_SERVER = workers._ASGI_PROTOCOL = False
+_aiohttp_internals.SITE = False
+from gunicorn.app.wsgiapp import run
+sys.argv = ["gunicorn", *sys.argv[1:]]
+run()
+"""
+
+
+@pytest.mark.servers
+@pytest.mark.parametrize("worker, app, tls, needs", [
+    ("GeventWorker", "echo_app:wsgi", True, "gevent"),
+    ("TornadoWorker", "echo_app:wsgi", False, "tornado"),
+    ("ASGIWorker", "echo_app:asgi", False, "gunicorn"),
+    ("GunicornWebWorker", "echo_app:aiohttp", False, "aiohttp"),
+])
+def test_gunicorn_workers_stop_when_their_guard_trips(worker, app, tls, needs, tmp_path):
+    require_module("gunicorn")
+    for module in ("gevent", "tornado", "aiohttp"):
+        require_module(module)
+    from tests.integration_helpers import self_signed_cert
+
+    (tmp_path / "echo_app.py").write_text(ECHO_APP + "async def asgi(scope, receive, send): pass\n"
+                                          "async def aiohttp(): pass\n")
+    (tmp_path / "run.py").write_text(GUNICORN_GUARD_TRIPPED)
+    argv = [sys.executable, str(tmp_path / "run.py"), "-k", f"pyproxyproto.gunicorn.{worker}",
+            "-b", f"127.0.0.1:{peers.free_port()}", "--no-control-socket"]
+    if tls:
+        cert, key = self_signed_cert(tmp_path)
+        argv += ["--certfile", cert, "--keyfile", key]
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PYPROXYPROTO_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(HERE.parent)])
+    done = subprocess.run(argv + [app], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode != 0, done.stdout + done.stderr
+    assert "otherwise than pyproxyproto knows" in done.stderr or \
+        "cannot read the PROXY header first" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
