@@ -1,6 +1,14 @@
 """gunicorn worker classes that read a PROXY header first:
 ``gunicorn -k pyproxyproto.gunicorn.SyncWorker app:app`` (also
 ``ThreadWorker``, gthread, and ``UvicornWorker``, ASGI through uvicorn).
+Where their packages are installed: ``GeventWorker`` and
+``GeventPyWSGIWorker`` (gunicorn's gevent and gevent_pywsgi workers, the
+header read in each connection's greenlet; gevent's own servers have no
+PROXY reader, gevent#972), ``TornadoWorker``, ``ASGIWorker`` (gunicorn's
+own ``-k asgi``) and ``GunicornWebWorker`` (aiohttp's worker,
+aiohttp#11252).  Those of them that reach into gunicorn's or aiohttp's
+internals (see ``_gunicorn_internals`` and ``_aiohttp_internals``) refuse
+to start, saying why, when a release changed what they rely on.
 
 Trusted networks are gunicorn's own ``--proxy-allow-from`` (``*``: every
 peer); as with gunicorn's own PROXY reader it governs IP peers only, and
