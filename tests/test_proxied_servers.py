@@ -283,3 +283,107 @@ def test_a_bad_keyword_stops_a_library_server(kind):
     done = start([sys.executable, "-c", script], {})
     assert done.returncode != 0
     assert "10.0.0.0/33" in done.stderr.strip().splitlines()[-1], done.stderr
+
+
+# -- Unix sockets ------------------------------------------------------------------------
+
+
+def _wsgi_client(environ, start_response):
+    body = f"{environ['REMOTE_ADDR']} {environ['REMOTE_PORT']}".encode()
+    start_response("200 OK", [("Content-Length", str(len(body)))])
+    return [body]
+
+
+def _unix_exchange(path: str, data: bytes, sock_module=socket) -> bytes:
+    sock = sock_module.socket(socket.AF_UNIX)
+    with contextlib.closing(sock):
+        sock.settimeout(10)
+        sock.connect(path)
+        sock.sendall(data)
+        return recv_all(sock).partition(b"\r\n\r\n")[2]
+
+
+@pytest.mark.parametrize("kind", ["gevent", "waitress", "aiohttp", "websockets"])
+def test_on_a_unix_socket(kind):
+    """The Unix-socket forms: the header's client over a Unix socket whose
+    peers are trusted; a server whose policy trusts none stops at start-up."""
+    require_module(kind)
+    import asyncio
+    import threading
+
+    header = pp.build(CLIENT, SERVER)
+    expected = f"{CLIENT[0]} {CLIENT[1]}".encode()
+    with peers.scratch_dir("pp-unix-") as folder:
+        path = str(folder / "app.sock")
+        if kind == "gevent":
+            from gevent import socket as gsocket
+
+            from pyproxyproto.gevent import WSGIServer
+
+            listener = gsocket.socket(socket.AF_UNIX)
+            listener.bind(path)
+            listener.listen(8)
+            gevent_server = WSGIServer(listener, _wsgi_client, trusted=["unix"], log=None)
+            gevent_server.start()
+            try:
+                assert _unix_exchange(path, header + GET, gsocket) == expected
+            finally:
+                gevent_server.stop()
+            with pytest.raises(ValueError, match="add 'unix' to the trusted networks"):
+                WSGIServer(gsocket.socket(socket.AF_UNIX), _wsgi_client, trusted=["10.0.0.0/8"])
+        elif kind == "waitress":
+            from pyproxyproto.waitress import create_server
+
+            waitress_server = create_server(_wsgi_client, unix_socket=path, trusted=["unix"])
+            thread = threading.Thread(target=waitress_server.run, daemon=True)
+            thread.start()
+            try:
+                assert _unix_exchange(path, header + GET) == expected
+            finally:
+                waitress_server.close()
+            with pytest.raises(ValueError, match="add 'unix' to the trusted networks"):
+                create_server(_wsgi_client, unix_socket=str(folder / "other.sock"),
+                              trusted=["10.0.0.0/8"])
+        elif kind == "aiohttp":
+            from aiohttp import web
+
+            from pyproxyproto.aiohttp import ProxyProtocolSite
+
+            async def who(request):
+                peer = request.transport.get_extra_info("peername")
+                return web.Response(text=f"{request.remote} {peer[1]}")
+
+            async def main():
+                app = web.Application()
+                app.router.add_get("/who", who)
+                runner = web.AppRunner(app)
+                await runner.setup()
+                try:
+                    await ProxyProtocolSite(runner, path=path, trusted=["unix"]).start()
+                    reply = await asyncio.to_thread(_unix_exchange, path, header + GET)
+                    with pytest.raises(ValueError, match="add 'unix' to the trusted networks"):
+                        ProxyProtocolSite(runner, path=path, trusted=["10.0.0.0/8"])
+                    return reply
+                finally:
+                    await runner.cleanup()
+
+            assert asyncio.run(main()) == expected
+        else:
+            from websockets.asyncio.client import unix_connect
+
+            from pyproxyproto.websockets import unix_serve
+
+            async def handler(connection):
+                await connection.send(repr(connection.remote_address))
+
+            async def main():
+                async with unix_serve(handler, path, trusted=["unix"]):
+                    sock = socket.socket(socket.AF_UNIX)
+                    sock.connect(path)
+                    sock.sendall(header)
+                    async with unix_connect(sock=sock) as connection:
+                        return await connection.recv()
+
+            assert asyncio.run(main()) == repr(CLIENT)
+            with pytest.raises(ValueError, match="add 'unix' to the trusted networks"):
+                unix_serve(handler, str(folder / "other.sock"), trusted=["10.0.0.0/8"])
