@@ -403,14 +403,16 @@ else:
             configure(config, policy_for(self.cfg), context)
 
 
-try:
-    from gunicorn.workers import ggevent
-except (ImportError, RuntimeError):  # gevent is not installed (or too old for gunicorn)
-    pass
-else:
-    from . import gevent as _gevent
+# The workers for other servers are made when first asked for (gunicorn asks
+# for its worker class by name): importing gevent, aiohttp or Tornado costs
+# a SyncWorker's start-up nothing.
 
-    _GEVENT_SERVER = internals.gevent_server_works()
+
+def _gevent_workers() -> dict[str, type]:
+    """gunicorn's gevent workers."""
+    from gunicorn.workers import ggevent
+
+    from . import gevent as _gevent
 
     class GeventWorker(_WSGIProxyWorker, ggevent.GeventWorker):
         """gunicorn's gevent worker, reading a PROXY header first in each
@@ -418,7 +420,7 @@ else:
 
         @classmethod
         def _proxy_check_config(cls, cfg: Config) -> None:
-            if cfg.is_ssl and not _GEVENT_SERVER:
+            if cfg.is_ssl and not internals.gevent_server_works():
                 raise RuntimeError(
                     "this gunicorn's gevent worker starts TLS where pyproxyproto cannot read "
                     "the PROXY header first; serve TLS with the gevent_pywsgi worker "
@@ -472,16 +474,14 @@ else:
             self.server_class = partial(_PyWSGIServer, policy=self._proxy_policy)  # type: ignore[assignment,misc]
             super().run()
 
-    __all__ += ["GeventPyWSGIWorker", "GeventWorker"]
+    return {"GeventWorker": GeventWorker, "GeventPyWSGIWorker": GeventPyWSGIWorker}
 
 
-try:
+def _aiohttp_worker() -> dict[str, type]:
+    """aiohttp's gunicorn worker."""
     from aiohttp.worker import GunicornWebWorker as _AiohttpWorker
 
     from . import _aiohttp_internals as aiohttp_internals
-except ImportError:  # aiohttp is not installed
-    pass
-else:
     from .aiohttp import ProxyProtocolSite
 
     class GunicornWebWorker(_Checked, _AiohttpWorker):
@@ -508,17 +508,13 @@ else:
             aiohttp_internals.use_site(site)
             super().run()
 
-    __all__ += ["GunicornWebWorker"]
+    return {"GunicornWebWorker": GunicornWebWorker}
 
 
-try:
+def _tornado_worker() -> dict[str, type]:
+    """gunicorn's tornado worker."""
     from gunicorn.workers import gtornado
-except ImportError:  # Tornado is not installed
-    pass
-else:
     from .tornado import HTTPServer as _TornadoServer
-
-    _TORNADO_SERVER = internals.tornado_server_works()
 
     class TornadoWorker(_Checked, gtornado.TornadoWorker):
         """gunicorn's tornado worker, reading a PROXY header first (as
@@ -528,7 +524,7 @@ else:
 
         @classmethod
         def _proxy_check_config(cls, cfg: Config) -> None:
-            if not _TORNADO_SERVER:
+            if not internals.tornado_server_works():
                 raise RuntimeError(
                     "this gunicorn's tornado worker makes its server otherwise than "
                     "pyproxyproto knows; install the gunicorn release pyproxyproto supports"
@@ -546,17 +542,13 @@ else:
             internals.use_tornado_server(Server)
             super().run()
 
-    __all__ += ["TornadoWorker"]
+    return {"TornadoWorker": TornadoWorker}
 
 
-try:
+def _asgi_worker() -> dict[str, type]:
+    """gunicorn's own ASGI worker."""
     from gunicorn.workers import gasgi
-except ImportError:  # this gunicorn has no ASGI worker
-    pass
-else:
     from .aio import wrap as _wrap
-
-    _ASGI_PROTOCOL = internals.asgi_protocol_works()
 
     class ASGIWorker(_Checked, gasgi.ASGIWorker):
         """gunicorn's own ASGI worker (``-k asgi``), reading a PROXY header
@@ -565,7 +557,7 @@ else:
 
         @classmethod
         def _proxy_check_config(cls, cfg: Config) -> None:
-            if not _ASGI_PROTOCOL:
+            if not internals.asgi_protocol_works():
                 raise RuntimeError(
                     "this gunicorn's ASGI worker makes its protocols otherwise than "
                     "pyproxyproto knows; install the gunicorn release pyproxyproto supports"
@@ -577,4 +569,27 @@ else:
                 self, lambda protocol, tls: _wrap(protocol, policy=policy, ssl=tls))
             super().run()
 
-    __all__ += ["ASGIWorker"]
+    return {"ASGIWorker": ASGIWorker}
+
+
+# Each lazily made worker, what makes it, and the package it needs.
+_LAZY = {
+    "GeventWorker": (_gevent_workers, "gevent"),
+    "GeventPyWSGIWorker": (_gevent_workers, "gevent"),
+    "GunicornWebWorker": (_aiohttp_worker, "aiohttp"),
+    "TornadoWorker": (_tornado_worker, "tornado"),
+    "ASGIWorker": (_asgi_worker, "a gunicorn release with an ASGI worker"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    made = _LAZY.get(name)
+    if made is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    make, needs = made
+    try:
+        workers = make()
+    except (ImportError, RuntimeError) as exc:
+        raise AttributeError(f"pyproxyproto.gunicorn.{name} needs {needs} ({exc})") from None
+    globals().update(workers)
+    return workers[name]

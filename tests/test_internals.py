@@ -242,9 +242,9 @@ def test_gunicorn_worker_guards(monkeypatch):
 # start-up, saying why, rather than serve without reading headers.
 GUNICORN_GUARD_TRIPPED = """
 import sys
-import pyproxyproto.gunicorn as workers
-from pyproxyproto import _aiohttp_internals
-workers._GEVENT_SERVER = workers._TORNADO_SERVER = workers._ASGI_PROTOCOL = False
+from pyproxyproto import _aiohttp_internals, _gunicorn_internals as internals
+internals.gevent_server_works = internals.tornado_server_works = lambda: False
+internals.asgi_protocol_works = lambda: False
 _aiohttp_internals.SITE = False
 from gunicorn.app.wsgiapp import run
 sys.argv = ["gunicorn", *sys.argv[1:]]
