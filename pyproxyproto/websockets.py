@@ -116,8 +116,8 @@ def serve(
         tls_options["ssl_shutdown_timeout"] = kwargs.pop(
             "ssl_shutdown_timeout", kwargs.get("close_timeout", _CLOSE_TIMEOUT))
 
-    def connection(protocol: Any, server: Any, **options: Any) -> Any:
-        made = make_connection(protocol, server, **options)
+    def connection(protocol: Any, *args: Any, **options: Any) -> Any:
+        made = make_connection(protocol, *args, **options)
         bind(protocol, made)
         return made
 
@@ -181,7 +181,7 @@ def serve_sync(
     tls: _ssl.SSLContext | None = kwargs.pop("ssl", None)
     open_timeout = kwargs.get("open_timeout", _OPEN_TIMEOUT)
 
-    def connection(sock: socket.socket, protocol: Any, server: Any, **options: Any) -> Any:
+    def connection(sock: socket.socket, protocol: Any, *args: Any, **options: Any) -> Any:
         # websockets calls this in the connection's thread, before the
         # WebSocket handshake; what it raises closes the socket.
         hs = Handshake(rules)
@@ -196,7 +196,7 @@ def serve_sync(
             sock.settimeout(open_timeout)
             sock.do_handshake()
             sock.settimeout(None)
-        made = make_connection(sock, protocol, server, **options)
+        made = make_connection(sock, protocol, *args, **options)
         made.proxy_header = hs.believed
         made._proxy_client = hs.client
         bind(protocol, made)

@@ -143,7 +143,9 @@ def refused(port: int, data: bytes, source: str = LOOPBACK) -> bool:
 
 
 def websocket(port: int, header: bytes, tls: bool = False, source: str = LOOPBACK) -> dict:
-    from websockets.sync.client import connect
+    import asyncio
+
+    from websockets.asyncio.client import connect
 
     sock = _connect(port, source)
     sock.sendall(header)
@@ -153,9 +155,13 @@ def websocket(port: int, header: bytes, tls: bool = False, source: str = LOOPBAC
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     scheme = "wss" if tls else "ws"
-    with connect(f"{scheme}://localhost:{port}/", sock=sock, ssl=context,
-                 server_hostname="localhost" if tls else None, open_timeout=10) as ws:
-        return json.loads(ws.recv(timeout=10))
+
+    async def receive() -> str:
+        async with connect(f"{scheme}://localhost:{port}/", sock=sock, ssl=context,
+                           server_hostname="localhost" if tls else None) as ws:
+            return await ws.recv()  # type: ignore[return-value]
+
+    return json.loads(asyncio.run(asyncio.wait_for(receive(), 10)))
 
 
 def ask(kind: str, port: int, header: bytes, tls: bool = False, source: str = LOOPBACK) -> dict:
