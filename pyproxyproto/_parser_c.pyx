@@ -153,7 +153,8 @@ cdef str _N_UNIQUE_ID = sys.intern("unique_id")
 
 cdef inline object _publish(PyObject **slot, object value):
     # Give the slot a reference to value; return what the slot holds (value,
-    # or what a racing reader published first).
+    # or what a racing reader published first).  No lock is held: the only
+    # release (in pp_once_set) is of a value no other thread has seen.
     Py_INCREF(value)
     return <object>pp_once_set(slot, <PyObject *>value)
 
@@ -191,6 +192,7 @@ cdef class ProxyHeader:
         raise TypeError("ProxyHeader is not created directly: use pyproxyproto.parse()")
 
     def __dealloc__(self):
+        # The last reference is gone: no reader is left to race these.
         Py_XDECREF(self._addresses)
         Py_XDECREF(self._tlvs)
         Py_XDECREF(self._views)
@@ -620,6 +622,9 @@ cdef class SSLInfo:
         # As the pure SSLInfo: the fields of an SSL TLV whose value is made
         # of these, decoded the same way parse() decodes one.
         cdef SSLInfo decoded
+        # Filled once, before the object is shared (calling __init__ again
+        # on one in use is refused; two racing calls on one made with
+        # __new__ could only leak a field, never release one in use).
         if self._raw is not None:
             raise TypeError("SSLInfo is immutable")
         value = (bytes((client,)) + int(verify).to_bytes(4, "big")
@@ -639,6 +644,7 @@ cdef class SSLInfo:
         self._end = decoded._end
 
     def __dealloc__(self):
+        # As ProxyHeader's: the last reference is gone.
         Py_XDECREF(self._verify)
         Py_XDECREF(self._version)
         Py_XDECREF(self._cn)
@@ -716,7 +722,8 @@ cdef void _member(int i, const char *name, Py_ssize_t offset, const char *doc) n
 
 
 cdef int _install_ssl_members() except -1:
-    # Where each field sits in the object, measured on one.
+    # Where each field sits in the object, measured on one.  At import,
+    # which one thread runs; the type is not changed afterwards.
     cdef SSLInfo probe = SSLInfo.__new__(SSLInfo)
     cdef char *base = <char *><PyObject *>probe
     _member(0, "verify", <char *>&probe._verify - base, "0 when the client's certificate verified, non-zero otherwise.")
