@@ -41,7 +41,7 @@ EXTENSIONS = [
             "csrc/pp_inet.c",
         ],
         include_dirs=["csrc"],
-        depends=["csrc/pp_crc32c.h", "csrc/pp_inet.h", "csrc/pp_members.h", "csrc/pp_once.h"],
+        depends=["csrc/pp_crc32c.h", "csrc/pp_inet.h", "csrc/pp_members.h", "csrc/pp_once.h", "csrc/pp_shared.h"],
     ),
     # The asyncio header protocol (aio.py holds its pure twin).
     Extension("pyproxyproto._aio_c", sources=["pyproxyproto/_aio_c.pyx"]),

@@ -865,6 +865,14 @@ def crc32c_impl():
     return pp_crc32c_impl().decode("ascii")
 
 
+cdef extern from "pp_shared.h":
+    int pp_share_function(object module, const char *name) except -1
+
+# parse(), which callers run on every connection, off the shared reference
+# count of a free-threaded build (see pp_shared.h).
+pp_share_function(sys.modules[__name__], b"parse")
+
+
 cdef object _parse(const unsigned char *b, Py_ssize_t n, bint v1, bint v2, bint verify):
     if n == 0:
         raise _incomplete(0, 1 if v1 else V2_FIXED)

@@ -237,3 +237,13 @@ def test_free_threaded_build_keeps_the_gil_off(both_backends):
 
     assert "cython" in both_backends
     assert not sys._is_gil_enabled()
+
+
+def test_free_threaded_build_makes_parse_as_a_module_function(both_backends):
+    # pp_shared.h: parse() is made by PyModule_AddFunctions (its __self__
+    # is the module), so threads calling it share no reference count.
+    if not FREE_THREADED:
+        pytest.skip("not a free-threaded CPython")
+    extension = both_backends["cython"]
+    assert extension.parse.__self__ is extension
+    assert extension.parse(VALID["v1-tcp4"]).source == ("192.0.2.1", 56324)
