@@ -314,15 +314,17 @@ def parent(args):
                 done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout)
             except subprocess.TimeoutExpired as exc:
                 failures += 1
-                print(f"run {run} {name}: HANG (killed after {args.timeout} s)")
-                print(exc.stdout or "", exc.stderr or "", sep="\n")
+                print(f"run {run} {name}: HANG (killed after {args.timeout} s)", flush=True)
+                for output in (exc.stdout, exc.stderr):  # bytes, whatever text= says
+                    print(output.decode(errors="replace") if isinstance(output, bytes) else output or "",
+                          flush=True)
                 continue
             if done.returncode == 0:
-                print(f"run {run} {done.stdout.strip()}")
+                print(f"run {run} {done.stdout.strip()}", flush=True)
                 continue
             failures += 1
             how = f"killed by signal {-done.returncode}" if done.returncode < 0 else f"exit {done.returncode}"
-            print(f"run {run} {name}: FAILED ({how})\n{done.stdout}{done.stderr}")
+            print(f"run {run} {name}: FAILED ({how})\n{done.stdout}{done.stderr}", flush=True)
     total = args.runs * len(backends)
     print(f"stress: {total - failures} of {total} runs clean ({', '.join(backends)}; {THREADS} threads)")
     sys.exit(1 if failures else 0)
