@@ -44,7 +44,7 @@ EXTENSIONS = [
             "csrc/pp_inet.c",
         ],
         include_dirs=["csrc"],
-        depends=["csrc/pp_crc32c.h", "csrc/pp_inet.h", "csrc/pp_members.h", "csrc/pp_once.h"],
+        depends=["csrc/pp_crc32c.h", "csrc/pp_inet.h", "csrc/pp_members.h", "csrc/pp_once.h", "csrc/pp_shared.h"],
     ),
     *(
         Extension(f"pyproxyproto.{name}_c", sources=[f"pyproxyproto/{name}.py"],

@@ -152,7 +152,7 @@ step "check-wheel-contents" "$PYTHON" -m check_wheel_contents "$wheel" "$pure"
 venv_python=$work/venv/bin/python
 step "fresh venv" "$PYTHON" -m venv "$work/venv"
 step "install the binary wheel with its test and typing extras" \
-    "${clean_env[@]}" "$venv_python" -m pip install "$wheel[test,typing]"
+    "${clean_env[@]}" "$venv_python" -m pip install "${wheel}[test,typing]"
 mkdir "$work/run"
 tar -xzf "$sdist" -C "$work/run" --strip-components=1 --wildcards '*/tests' '*/pyproject.toml' '*/README.md'
 

@@ -8,6 +8,11 @@
  * value is never seen before it is fully built; with the GIL (or before
  * CPython 3.13, where there is no free-threaded build) plain accesses are
  * already ordered.
+ *
+ * No lock and no critical section: nothing here can be interrupted half
+ * way by another reader.  The only release is of the loser's own value,
+ * after the compare-and-swap has failed: an object no other thread has
+ * seen, so its release frees it at once in this thread and cannot block.
  */
 #ifndef PP_ONCE_H
 #define PP_ONCE_H
@@ -21,13 +26,14 @@ static inline PyObject *pp_once_get(PyObject **slot)
     return (PyObject *)_Py_atomic_load_ptr_acquire(slot);
 }
 
-/* value: a new reference, given away.  Returns the slot's value, borrowed. */
+/* value: a new reference, given away.  Returns the slot's value, borrowed
+ * (the slot keeps it until its owner is freed). */
 static inline PyObject *pp_once_set(PyObject **slot, PyObject *value)
 {
     PyObject *expected = NULL;
     if (_Py_atomic_compare_exchange_ptr(slot, &expected, value))
         return value;
-    Py_DECREF(value);
+    Py_DECREF(value); /* lost the race: the value was never published */
     return expected;
 }
 
@@ -38,6 +44,9 @@ static inline PyObject *pp_once_get(PyObject **slot)
     return *slot;
 }
 
+/* With the GIL: the read and the store are one step (nothing between them
+ * can release the GIL); the slot may have been filled since the caller
+ * looked (a GC callback inside the caller's allocations can read it). */
 static inline PyObject *pp_once_set(PyObject **slot, PyObject *value)
 {
     PyObject *current = *slot;

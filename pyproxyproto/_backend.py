@@ -8,6 +8,7 @@ any interpreter.
 """
 
 import importlib
+import importlib.machinery
 import os
 import sys
 from types import ModuleType
@@ -52,8 +53,49 @@ def load_extension(name: str) -> ModuleType | None:
     return None
 
 
+def installed_elsewhere(name: str) -> str | None:
+    """The file of C extension ``name`` in another copy of this package on
+    sys.path, when the copy imported has none: a source checkout that
+    shadows the installed wheel (pytest run from the checkout after
+    ``pip install .``).  None otherwise."""
+    package, _, module = name.rpartition(".")
+    here = os.path.dirname(os.path.realpath(__file__))
+    if _has_module(here, module):
+        return None
+    for entry in sys.path:
+        folder = os.path.join(os.path.realpath(entry or os.curdir), *package.split("."))
+        if folder != here:
+            found = _has_module(folder, module)
+            if found:
+                return found
+    return None
+
+
+def _has_module(folder: str, module: str) -> str | None:
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        path = os.path.join(folder, module + suffix)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def shadowed_message(name: str, installed: str) -> str:
+    """What to say when the package imported is not the installed one."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    return (
+        f"pyproxyproto was imported from {here}, which has no C extension ({name}), "
+        f"instead of the installed package, which has it ({installed}): a source "
+        "checkout is ahead of the installed wheel on sys.path. Run the tests from a "
+        "directory that holds only them (see the README's Development section), or "
+        "build the extension in place: pip install -e ."
+    )
+
+
 def _missing(name: str, exc: ImportError) -> str:
     switch = f"{C.ENV_REQUIRE_EXTENSIONS}=1 is set"
+    installed = installed_elsewhere(name)
+    if installed is not None:
+        return f"{switch}, but {shadowed_message(name, installed)}"
     if isinstance(exc, ModuleNotFoundError) and exc.name == name:
         return (
             f"{switch}, but pyproxyproto's C extension ({name}) is not installed: "

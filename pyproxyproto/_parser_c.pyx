@@ -160,7 +160,8 @@ cdef str _N_UNIQUE_ID = sys.intern("unique_id")
 
 cdef inline object _publish(PyObject **slot, object value):
     # Give the slot a reference to value; return what the slot holds (value,
-    # or what a racing reader published first).
+    # or what a racing reader published first).  No lock is held: the only
+    # release (in pp_once_set) is of a value no other thread has seen.
     Py_INCREF(value)
     return <object>pp_once_set(slot, <PyObject *>value)
 
@@ -198,6 +199,7 @@ cdef class ProxyHeader:
         raise TypeError("ProxyHeader is not created directly: use pyproxyproto.parse()")
 
     def __dealloc__(self):
+        # The last reference is gone: no reader is left to race these.
         Py_XDECREF(self._addresses)
         Py_XDECREF(self._tlvs)
         Py_XDECREF(self._views)
@@ -628,6 +630,9 @@ cdef class SSLInfo:
         # As the pure SSLInfo: the fields of an SSL TLV whose value is made
         # of these, decoded the same way parse() decodes one.
         cdef SSLInfo decoded
+        # Filled once, before the object is shared (calling __init__ again
+        # on one in use is refused; two racing calls on one made with
+        # __new__ could only leak a field, never release one in use).
         if self._raw is not None:
             raise TypeError("SSLInfo is immutable")
         value = (bytes((client,)) + int(verify).to_bytes(4, "big")
@@ -647,6 +652,7 @@ cdef class SSLInfo:
         self._end = decoded._end
 
     def __dealloc__(self):
+        # As ProxyHeader's: the last reference is gone.
         Py_XDECREF(self._verify)
         Py_XDECREF(self._version)
         Py_XDECREF(self._cn)
@@ -724,7 +730,8 @@ cdef void _member(int i, const char *name, Py_ssize_t offset, const char *doc) n
 
 
 cdef int _install_ssl_members() except -1:
-    # Where each field sits in the object, measured on one.
+    # Where each field sits in the object, measured on one.  At import,
+    # which one thread runs; the type is not changed afterwards.
     cdef SSLInfo probe = SSLInfo.__new__(SSLInfo)
     cdef char *base = <char *><PyObject *>probe
     _member(0, "verify", <char *>&probe._verify - base, "0 when the client's certificate verified, non-zero otherwise.")
@@ -864,6 +871,14 @@ def crc32c(data, unsigned int crc=0):
 def crc32c_impl():
     """Which CRC32C routine this machine uses: sse4.2, armv8 or table."""
     return pp_crc32c_impl().decode("ascii")
+
+
+cdef extern from "pp_shared.h":
+    int pp_share_function(object module, const char *name) except -1
+
+# parse(), which callers run on every connection, off the shared reference
+# count of a free-threaded build (see pp_shared.h).
+pp_share_function(sys.modules[__name__], b"parse")
 
 
 cdef object _parse(const unsigned char *b, Py_ssize_t n, bint v1, bint v2, bint verify):

@@ -11,13 +11,25 @@ disabled by PYPROXYPROTO_NO_EXTENSIONS; with PYPROXYPROTO_REQUIRE_EXTENSIONS
 a missing extension is an error, not a silent skip.
 """
 
+import os
+
 import pytest
 
 import pyproxyproto
+from pyproxyproto import _constants as C
 from pyproxyproto import _log, aio
-from pyproxyproto._backend import available
+from pyproxyproto._backend import EXTENSION, available, installed_elsewhere, shadowed_message
 
 BACKENDS = available()
+# `pip install .` and pytest run in the checkout: the checkout's sources,
+# which have no extension, shadow the installed wheel, which has one.  The
+# tests of the compiled backend then fail with the reason instead of
+# silently testing pure Python only.
+SHADOWED = (
+    None
+    if "cython" in BACKENDS or os.environ.get(C.ENV_NO_EXTENSIONS, "") not in ("", "0")
+    else installed_elsewhere(EXTENSION)
+)
 
 # The markers of the heavy tiers, which the quick tier leaves out.
 HEAVY = ("slow", "interop", "servers", "netns", "load", "leaks", "packaging")
@@ -46,14 +58,24 @@ def pytest_collection_modifyitems(config, items):
         config.hook.pytest_deselected(items=heavy)
 
 
-@pytest.fixture(scope="session", params=sorted(BACKENDS), ids=lambda name: name)
+def _fail_if_shadowed():
+    if SHADOWED is not None:
+        pytest.fail(shadowed_message(EXTENSION, SHADOWED), pytrace=False)
+
+
+@pytest.fixture(
+    scope="session", params=sorted({*BACKENDS, *(["cython"] if SHADOWED else [])}), ids=lambda name: name
+)
 def backend(request):
+    if request.param not in BACKENDS:
+        _fail_if_shadowed()
     return BACKENDS[request.param]
 
 
 @pytest.fixture(scope="session")
 def both_backends():
     """Every available backend, for tests that compare them."""
+    _fail_if_shadowed()
     return BACKENDS
 
 

@@ -2,11 +2,13 @@
 interpreter gets, a clear error for a required but missing extension,
 ``python -m pyproxyproto``, and the lowest set of its extras' packages."""
 
+import importlib.machinery
 import importlib.metadata
 import os
 import re
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -168,3 +170,53 @@ def test_the_lowest_set_pins_every_declared_lower_bound():
         assert name in pins, f"{name} (>={lower}) is not in the lowest set"
         assert pins[name].operator == "==" and Version(pins[name].version) == lower, (
             f"the lowest set has {name}{pins[name]}, pyproject.toml declares >={lower}")
+
+
+def shadowing_checkout(tmp_path):
+    """A checkout whose package has no extension (pure sources and the
+    tests' conftest), and an "installed" copy elsewhere that has one (only
+    its file: nothing imports it).  Returns (checkout, installed folder)."""
+    checkout = tmp_path / "checkout"
+    (checkout / "pyproxyproto").mkdir(parents=True)
+    for source in Path(pyproxyproto.__file__).parent.glob("*.py"):
+        (checkout / "pyproxyproto" / source.name).write_bytes(source.read_bytes())
+    (checkout / "tests").mkdir()
+    for name in ("__init__.py", "conftest.py"):
+        (checkout / "tests" / name).write_bytes((ROOT / "tests" / name).read_bytes())
+    (checkout / "tests" / "test_probe.py").write_text(
+        "def test_parse(backend):\n    assert backend.parse(b'PROXY UNKNOWN\\r\\n').version == 1\n")
+    installed = tmp_path / "site-packages"
+    (installed / "pyproxyproto").mkdir(parents=True)
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    (installed / "pyproxyproto" / f"_parser_c{suffix}").write_bytes(b"")
+    return checkout, installed
+
+
+def test_a_checkout_shadowing_the_installed_extension_is_named(tmp_path):
+    checkout, installed = shadowing_checkout(tmp_path)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PYPROXYPROTO_")}
+    # -S and site-packages on the path: no .pth file runs, so an editable
+    # install's import hook cannot hand out the real extension.
+    path = [checkout, installed, sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
+    env = {**clean, "PYTHONPATH": os.pathsep.join(map(str, path))}
+    python = [sys.executable, "-S"]
+    done = subprocess.run([*python, "-c", "import pyproxyproto"], capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path, env={**env, "PYPROXYPROTO_REQUIRE_EXTENSIONS": "1"})
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError: PYPROXYPROTO_REQUIRE_EXTENSIONS=1 is set, but pyproxyproto "
+                           f"was imported from {(checkout / 'pyproxyproto').resolve()}, which has no C extension")
+    assert str(installed.resolve() / "pyproxyproto") in last
+    # Without the switch the package imports its pure backend, and the
+    # tests of the compiled backend fail with the reason.
+    done = subprocess.run([*python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+                          capture_output=True, text=True, timeout=120, cwd=checkout, env=env)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "1 passed, 1 error" in done.stdout, done.stdout
+    assert "test_parse[cython]" in done.stdout
+    assert "instead of the installed package" in done.stdout
+    # Selecting pure Python on purpose is not a failure.
+    done = subprocess.run([*python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+                          capture_output=True, text=True, timeout=120, cwd=checkout,
+                          env={**env, "PYPROXYPROTO_NO_EXTENSIONS": "1"})
+    assert done.returncode == 0, done.stdout + done.stderr

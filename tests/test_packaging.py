@@ -172,8 +172,8 @@ def test_publish_job_uses_trusted_publishing_on_tags_only() -> None:
     assert "with" not in step  # no password: PyPI trusts this workflow's OIDC token
 
 
-# A major (v7), minor (v4.3) or exact version, a release/vN branch, or a commit.
-PINNED = re.compile(r"@(v\d+(\.\d+){0,2}|release/v\d+|[0-9a-f]{40})$")
+# A full commit: a tag or branch can be moved to other code.
+PINNED = re.compile(r"@[0-9a-f]{40}$")
 
 
 def test_actions_are_pinned() -> None:
@@ -182,3 +182,27 @@ def test_actions_are_pinned() -> None:
             for step in job["steps"]:
                 if "uses" in step:
                     assert PINNED.search(step["uses"]), (name, step["uses"])
+
+
+def test_the_test_jobs_run_the_tiers_of_ci() -> None:
+    # One definition: every test command is .ci/tier.sh, as in .ci/run,
+    # and the jobs together run every heavy tier.
+    from tests.conftest import HEAVY
+
+    jobs = workflow("tests.yml")["jobs"]
+    runs = [step["run"] for job in jobs.values() for step in job["steps"] if "run" in step]
+    assert not [r for r in runs if "pytest" in r], "pytest run outside .ci/tier.sh"
+    covered = set()
+    for run in runs:
+        words = run.split()
+        if ".ci/tier.sh" not in words:
+            continue
+        tier, *args = words[words.index(".ci/tier.sh") + 1:]
+        if tier == "heavy":
+            covered |= set(HEAVY) - set(args)
+        elif tier == "marked":
+            covered |= set(args)
+    assert covered == set(HEAVY), sorted(set(HEAVY) - covered)
+    (install,) = [r for r in runs if "tier.sh install" in r and "packaging" not in r]
+    assert install.split()[-1] == "test,typing"  # test_typing.py demands mypy when CI=true
+    assert any("tier.sh threads" in r for r in runs)  # free-threaded: the stress
