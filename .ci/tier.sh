@@ -4,7 +4,7 @@
 #
 #   bash .ci/tier.sh TIER [ARGS...]        from the checkout; PYTHON=interpreter (default python)
 #
-#   install EXTRAS    pip install -e ".[EXTRAS]", then check the backend; EXTRAS
+#   install EXTRAS    pip install -e ".[EXTRAS]" (compat mode), then check the backend; EXTRAS
 #                     "NAME:without REQ..." installs the extra NAME's requirements
 #                     (pyproject.toml) but these, with a reason where it is used
 #   backend           the package's backend is the one the switches ask for
@@ -39,7 +39,9 @@ case $tier in
             read -ra without <<<"${extras#*:without}"
             mapfile -t what < <("$PYTHON" .ci/requirements.py "${extras%%:*}" "${without[@]}")
         else
-            what=(-e ".[$extras]")
+            # compat: the checkout on sys.path, as the README's set-up
+            # command (Twisted's plugin and mypy find the package there).
+            what=(-e ".[$extras]" --config-settings editable_mode=compat)
         fi
         # pip's output only if it fails (its warnings would bury the rest).
         log=$(mktemp)
