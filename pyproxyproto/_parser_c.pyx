@@ -183,7 +183,8 @@ cdef class ProxyHeader:
     cdef Py_ssize_t _tlv_start
     cdef unsigned char _addr[32]   # source at 0, destination at 16
     cdef bytes _raw                # the v2 header, kept when it has TLVs or UNIX paths
-    cdef PyObject *_addresses      # once: (source, destination)
+    cdef PyObject *_source         # once: the source address
+    cdef PyObject *_destination    # once: the destination address
     cdef PyObject *_tlvs           # once: the TLV tuple
     cdef PyObject *_views          # once: every typed view, in _header.VIEW_NAMES order
 
@@ -191,7 +192,8 @@ cdef class ProxyHeader:
         raise TypeError("ProxyHeader is not created directly: use pyproxyproto.parse()")
 
     def __dealloc__(self):
-        Py_XDECREF(self._addresses)
+        Py_XDECREF(self._source)
+        Py_XDECREF(self._destination)
         Py_XDECREF(self._tlvs)
         Py_XDECREF(self._views)
 
@@ -251,26 +253,25 @@ cdef class ProxyHeader:
         """The address the client connected to; None when source is."""
         return self._address(1)
 
-    cdef inline object _address(self, Py_ssize_t side):
-        cdef PyObject *pair = pp_once_get(&self._addresses)
-        if pair == NULL:
-            if not self._has_ip and not self._has_unix():
-                return None
-            return self._make_addresses()[side]
-        return (<tuple>pair)[side]
+    # Each side has its own slot, made on its first read: a caller that
+    # reads both pays for no tuple holding the two.
+    cdef inline object _address(self, int side):
+        cdef PyObject *value = pp_once_get(&self._destination if side else &self._source)
+        if value == NULL:
+            return self._make_address(side)
+        return <object>value
 
-    cdef inline bint _has_unix(self) noexcept:
-        return self._command == CMD_PROXY and self._family == F_UNIX
-
-    cdef tuple _make_addresses(self):
-        cdef const char *raw
+    cdef object _make_address(self, int side):
         if self._has_ip:
-            pair = (_ip_tuple(&self._addr[0], self._sport, self._v6, 0),
-                    _ip_tuple(&self._addr[16], self._dport, self._v6, 1))
+            if side:
+                value = _ip_tuple(&self._addr[16], self._dport, self._v6, 1)
+            else:
+                value = _ip_tuple(&self._addr[0], self._sport, self._v6, 0)
+        elif self._command == CMD_PROXY and self._family == F_UNIX:
+            value = _unix_path(PyBytes_AS_STRING(self._raw) + V2_FIXED + side * UNIX_PATH)
         else:
-            raw = PyBytes_AS_STRING(self._raw) + V2_FIXED
-            pair = (_unix_path(raw), _unix_path(raw + UNIX_PATH))
-        return <tuple>_publish(&self._addresses, pair)
+            return None
+        return _publish(&self._destination if side else &self._source, value)
 
     @property
     def tlvs(self):
@@ -383,7 +384,8 @@ def _restore(version, command, family, protocol, source, destination, length, tl
         h._sport = source[1]
         h._dport = destination[1]
     elif source is not None:
-        _publish(&h._addresses, (source, destination))
+        _publish(&h._source, source)
+        _publish(&h._destination, destination)
     if tlvs:
         h._raw = b"".join([_TLV_HEAD.pack(t, len(v)) + v for t, v in tlvs])
         h._tlv_start = 0
@@ -447,12 +449,25 @@ cdef object _ip_tuple(const unsigned char *a, uint16_t port, bint v6, int side):
         host = _ip_text(a, v6)
     address = (host, port, 0, 0) if v6 else (host, port)
     if PP_REUSE:
-        _replace(&c.host, host)
-        _replace(&c.address, address)
-        c.v6 = v6
-        c.port = port
-        memcpy(c.addr, a, size)
+        _store(c, a, size, v6, port, host, address)
     return address
+
+
+cdef inline void _store(AddressCache *c, const unsigned char *a, Py_ssize_t size, bint v6,
+                        uint16_t port, object host, object address) noexcept:
+    # The entry is wholly replaced before the old values are released, so a
+    # release that frees an object finds the cache already consistent.
+    cdef PyObject *old_host = c.host
+    cdef PyObject *old_address = c.address
+    Py_INCREF(host)
+    Py_INCREF(address)
+    c.host = <PyObject *>host
+    c.address = <PyObject *>address
+    c.v6 = v6
+    c.port = port
+    memcpy(c.addr, a, size)
+    Py_XDECREF(old_host)
+    Py_XDECREF(old_address)
 
 
 cdef object _ip_text(const unsigned char *a, bint v6):
