@@ -32,6 +32,8 @@ cdef extern from "pp_crc32c.h":
 cdef extern from "pp_inet.h":
     int pp_format_ipv4(const unsigned char *a, char *out) nogil
     int pp_format_ipv6(const unsigned char *a, char *out) nogil
+    const unsigned char *pp_parse_ipv4(const unsigned char *s, const unsigned char *end,
+                                       unsigned char *out) nogil
 
 cdef extern from "Python.h":
     object PyUnicode_DecodeFSDefaultAndSize(const char *s, Py_ssize_t size)
@@ -257,9 +259,14 @@ cdef class ProxyHeader:
     # reads both pays for no tuple holding the two.
     cdef inline object _address(self, int side):
         cdef PyObject *value = pp_once_get(&self._destination if side else &self._source)
-        if value == NULL:
-            return self._make_address(side)
-        return <object>value
+        if value != NULL:
+            return <object>value
+        if not self._has_ip and not self._has_unix():
+            return None
+        return self._make_address(side)
+
+    cdef inline bint _has_unix(self) noexcept:
+        return self._command == CMD_PROXY and self._family == F_UNIX
 
     cdef object _make_address(self, int side):
         if self._has_ip:
@@ -267,10 +274,8 @@ cdef class ProxyHeader:
                 value = _ip_tuple(&self._addr[16], self._dport, self._v6, 1)
             else:
                 value = _ip_tuple(&self._addr[0], self._sport, self._v6, 0)
-        elif self._command == CMD_PROXY and self._family == F_UNIX:
-            value = _unix_path(PyBytes_AS_STRING(self._raw) + V2_FIXED + side * UNIX_PATH)
         else:
-            return None
+            value = _unix_path(PyBytes_AS_STRING(self._raw) + V2_FIXED + side * UNIX_PATH)
         return _publish(&self._destination if side else &self._source, value)
 
     @property
@@ -1333,43 +1338,29 @@ cdef object _fast_v1(const unsigned char *b, Py_ssize_t n):
 
 cdef inline Py_ssize_t _quad(const unsigned char *b, Py_ssize_t p, Py_ssize_t end,
                              unsigned char *out) noexcept nogil:
-    # Four decimal octets without leading zeros; returns the offset after
-    # them, or -1.
-    cdef int k, value, digits
-    for k in range(4):
-        if k:
-            if p >= end or b[p] != 0x2E:
-                return -1
-            p += 1
-        value = 0
-        digits = 0
-        while p < end and 0x30 <= b[p] <= 0x39:
-            if digits and value == 0:
-                return -1
-            value = value * 10 + b[p] - 0x30
-            digits += 1
-            p += 1
-            if value > 255:
-                return -1
-        if digits == 0:
-            return -1
-        out[k] = <unsigned char>value
-    return p
+    # Four decimal octets without leading zeros, before the CR at end;
+    # returns the offset after them, or -1.  The reader may look at the CR
+    # and the LF after it (end + 1), which the caller has found.
+    cdef const unsigned char *after = pp_parse_ipv4(b + p, b + end + 2, out)
+    return -1 if after == NULL else after - b
 
 
 cdef inline Py_ssize_t _port(const unsigned char *b, Py_ssize_t p, Py_ssize_t end,
                              long *out) noexcept nogil:
+    # One to five digits, no leading zero, at most 65535: the loop only
+    # reads digits (six at most, so the value cannot overflow), and the
+    # checks come once, after it.
+    cdef Py_ssize_t start = p
+    cdef Py_ssize_t stop = end if end - p < 6 else p + 6
     cdef long value = 0
-    cdef int digits = 0
-    while p < end and 0x30 <= b[p] <= 0x39:
-        if digits and value == 0:
-            return -1
-        value = value * 10 + b[p] - 0x30
-        digits += 1
+    cdef unsigned int digit
+    while p < stop:
+        digit = b[p] - 0x30
+        if digit > 9:
+            break
+        value = value * 10 + digit
         p += 1
-        if value > 0xFFFF:
-            return -1
-    if digits == 0:
+    if p == start or p - start > 5 or (b[start] == 0x30 and p - start > 1) or value > 0xFFFF:
         return -1
     out[0] = value
     return p
