@@ -183,7 +183,7 @@ cdef class ProxyHeader:
     cdef uint16_t _dport
     cdef Py_ssize_t _length
     cdef Py_ssize_t _tlv_start
-    cdef unsigned char _addr[32]   # source at 0, destination at 16
+    cdef unsigned char _addr[32]   # source at 0, destination at 16 (zero after IPv4's 4 bytes)
     cdef bytes _raw                # the v2 header, kept when it has TLVs or UNIX paths
     cdef PyObject *_source         # once: the source address
     cdef PyObject *_destination    # once: the destination address
@@ -443,10 +443,11 @@ memset(_cache, 0, sizeof(_cache))
 
 
 cdef object _ip_tuple(const unsigned char *a, uint16_t port, bint v6, int side):
+    # a: the address's 16 bytes in the header (zero after a packed IPv4
+    # address), compared and copied whole: a fixed size needs no call.
     cdef AddressCache *c = &_cache[side]
-    cdef Py_ssize_t size = 16 if v6 else 4
     if (PP_REUSE and c.host != NULL and c.v6 == v6
-            and memcmp(c.addr, a, size) == 0):
+            and memcmp(c.addr, a, 16) == 0):
         if c.port == port:
             return <object>c.address
         host = <object>c.host
@@ -454,11 +455,11 @@ cdef object _ip_tuple(const unsigned char *a, uint16_t port, bint v6, int side):
         host = _ip_text(a, v6)
     address = (host, port, 0, 0) if v6 else (host, port)
     if PP_REUSE:
-        _store(c, a, size, v6, port, host, address)
+        _store(c, a, v6, port, host, address)
     return address
 
 
-cdef inline void _store(AddressCache *c, const unsigned char *a, Py_ssize_t size, bint v6,
+cdef inline void _store(AddressCache *c, const unsigned char *a, bint v6,
                         uint16_t port, object host, object address) noexcept:
     # The entry is wholly replaced before the old values are released, so a
     # release that frees an object finds the cache already consistent.
@@ -470,7 +471,7 @@ cdef inline void _store(AddressCache *c, const unsigned char *a, Py_ssize_t size
     c.address = <PyObject *>address
     c.v6 = v6
     c.port = port
-    memcpy(c.addr, a, size)
+    memcpy(c.addr, a, 16)
     Py_XDECREF(old_host)
     Py_XDECREF(old_address)
 
