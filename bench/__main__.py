@@ -11,7 +11,8 @@
                                     the JSON in D (default bench/results/)
 
 Steps, in the order they run (``--skip`` leaves some out):
-  parse      time per parse, ours against the peers and the floors (pytest-benchmark)
+  parse      time per parse, ours against the peers and the floors (pytest-benchmark),
+             and on rotating sources (bench.rotating)
   servers    real servers (gunicorn, daphne, uvicorn) against their own PROXY support
   accept     asyncio and uvloop servers, plain and wrapped by pyproxyproto.aio
   callgrind  instructions per parse, counted by valgrind (stable on a busy machine)
@@ -71,8 +72,9 @@ PARSE = {
                  "--benchmark-min-rounds=100", "--benchmark-warmup=on",
                  "--benchmark-warmup-iterations=100000", *_TIMER]),
 }
+ROTATING_ROUNDS = {"quick": 5, "default": 501, "full": 2001}
 SERVERS = {"quick": {"rounds": 1, "duration": 0.2},
-           "default": {"rounds": 5, "duration": 1.5},
+           "default": {"rounds": 7, "duration": 1.5},
            "full": {"rounds": 15, "duration": 2.0}}
 ACCEPT = {"quick": {"rounds": 1, "duration": 0.2, "max_conns": 200, "concurrency": 8},
           "default": {"rounds": 5, "duration": 1.0},
@@ -133,8 +135,25 @@ def _write_json(path: str, value: Any) -> None:
 
 
 def run_parse(out: str, mode: str, select: str | None, stamp: dict, bar: Progress) -> int:
-    """pytest-benchmark over bench/test_parse.py; parse.json gets, per entry,
-    the pass whose median is the median of the passes' medians."""
+    """pytest-benchmark over bench/test_parse.py, then the rotating-sources
+    cases (bench.rotating, unless -k selects a subset)."""
+    share = 1.0 if select else 0.9
+    status = _pytest_parse(out, mode, select, stamp, bar, share)
+    if not select:
+        from bench import rotating
+
+        def progress(done: int, total: int) -> None:
+            bar.update((share + (1 - share) * done / total) * bar.total, "rotating sources")
+        result = rotating.run(ROTATING_ROUNDS[mode], progress=progress)
+        result["measured"] = stamp
+        _write_json(os.path.join(out, "rotating.json"), result)
+    return status
+
+
+def _pytest_parse(out: str, mode: str, select: str | None, stamp: dict, bar: Progress,
+                  share: float) -> int:
+    """parse.json gets, per entry, the pass whose median is the median of the
+    passes' medians."""
     passes, settings = PARSE[mode]
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     runs, status, log = [], 0, []
@@ -155,7 +174,7 @@ def run_parse(out: str, mode: str, select: str | None, stamp: dict, bar: Progres
                 log.append(line)
                 m = re.search(r"\[\s*(\d+)%\]\s*$", line)
                 if m:
-                    bar.update((n + int(m.group(1)) / 100) / passes * bar.total,
+                    bar.update(share * (n + int(m.group(1)) / 100) / passes * bar.total,
                                f"pass {n + 1}/{passes}")
             status = proc.wait() or status
             try:

@@ -488,11 +488,6 @@ def prepare_rotating(impl_key: str, rot: Rotating, checked: int | None = None) -
     return Bench(_cycle_reader(make, items), (), check)
 
 
-ROTATING_NOTES = {
-    "object_floor": "bench/floor/floor.c: both address tuples from a v2 block with the same "
-                    "addresses, unvalidated, the destination tuple reused while it repeats",
-    "empty": "only the step to the next header of the cycle: the cost of the loop itself",
-}
 ROTATING_IMPLS = ("cython_addresses", "python_addresses", "object_floor", "empty")
 
 

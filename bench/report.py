@@ -6,6 +6,7 @@ Inputs, all in one folder (what ``python -m bench`` writes there):
   accept.json        bench.accept_loop: asyncio and uvloop servers, plain and wrapped
   accept_count.json  bench.accept_loop count: server instructions per connection
   parse.json         pytest-benchmark over bench/test_parse.py
+  rotating.json      bench.rotating: parsing with a new source per header
   callgrind.json     bench.callgrind: instructions per parse
 Every result file carries a ``measured`` stamp; a section whose file comes
 from another run than env.json's says when and where it was measured.
@@ -49,6 +50,7 @@ def load(directory: str) -> dict[str, Any]:
         "servers": read("servers.json"),
         "accept": read("accept.json"),
         "accept_count": read("accept_count.json"),
+        "rotating": read("rotating.json"),
         "callgrind": read("callgrind.json"),
         "env": read("env.json") or {},
     }
@@ -314,56 +316,66 @@ def _accept_section(acc: dict[str, Any], count: dict[str, Any] | None,
 def _parse_section(data: dict[str, Any], env: dict[str, Any]) -> list[str]:
     med = data["medians"]
     lines: list[str] = []
-    _section(lines, "Parsing one header", data["parse"], env)
-    lines += [
-        "Median time per call. Each header is followed by 100 payload bytes. *+ .source + "
-        ".destination* rows also read both addresses, as every server does (the Cython "
-        "backend builds them on first read); those rows and the empty call pay one Python "
-        "function call more than a bare `parse`. In brackets: the ratio to "
-        "`struct.unpack_from('!12sBBH', buf)` in the same group. — means the implementation "
-        "cannot handle that case (see *What each parser checks*).", ""]
+    lines += ["## Parsing one header", ""]
     present = [impl for impl in IMPLS if any((c.key, impl.key) in med for c in CASES)]
-    rows = []
-    for impl in present:
-        cells = [impl.label]
-        for case in CASES:
-            value = med.get((case.key, impl.key))
-            floor = med.get((case.key, FLOOR))
-            if value is None:
-                cells.append("—")
-            elif impl.key == FLOOR or not floor:
-                cells.append(_ns(value))
-            else:
-                cells.append(f"{_ns(value)} ({_x(value / floor)})")
-        rows.append(cells)
-    lines += ["### The same header again and again", ""]
-    lines += _table(["implementation", *(c.group for c in CASES)], rows)
-
-    rot = [spec for spec in ROTATING_SPECS if any((spec[0], i) in med for i in ROTATING_IMPLS)]
-    if rot:
+    if data["parse"]:
+        lines += ["### The same header again and again", ""]
+        note = _origin(data["parse"], env)
+        if note:
+            lines += [note, ""]
         lines += [
-            "### Real traffic: a new source for every connection", "",
+            "Median time per call. Each header is followed by 100 payload bytes. *+ .source "
+            "+ .destination* rows also read both addresses, as every server does (the Cython "
+            "backend builds them on first read); those rows and the empty call pay one Python "
+            "function call more than a bare `parse`. In brackets: the ratio to "
+            "`struct.unpack_from('!12sBBH', buf)` in the same group. — means the "
+            "implementation cannot handle that case (see *What each parser checks*).", ""]
+        rows = []
+        for impl in present:
+            cells = [impl.label]
+            for case in CASES:
+                value = med.get((case.key, impl.key))
+                floor = med.get((case.key, FLOOR))
+                if value is None:
+                    cells.append("—")
+                elif impl.key == FLOOR or not floor:
+                    cells.append(_ns(value))
+                else:
+                    cells.append(f"{_ns(value)} ({_x(value / floor)})")
+            rows.append(cells)
+        lines += _table(["implementation", *(c.group for c in CASES)], rows)
+
+    rot = data["rotating"]
+    if rot and rot.get("cases"):
+        lines += ["### Real traffic: a new source for every connection", ""]
+        note = _origin(rot, env)
+        if note:
+            lines += [note, ""]
+        lines += [
             "Behind a balancer the destination repeats and the sources do not. Each call "
             "parses the next of 4,096 headers that differ only in their source (random "
             "address and port, one destination) and reads `.source` and `.destination`. The "
             "object floor makes the same two address tuples, in C, from a v2 block with the "
             "same addresses, without any check, and reuses the destination tuple while it "
             "repeats, as pyproxyproto does; the empty row is the step to the next header "
-            "alone.", ""]
+            f"alone. Timed in {_count(rot['rounds'], 'interleaved round')} of about a "
+            "quarter of a millisecond per implementation (`python -m bench.rotating`): median time per "
+            "header, and the ratio to the floor taken within each round, median (lowest–"
+            "highest single round).", ""]
+        specs = [spec for spec in ROTATING_SPECS if spec[0] in rot["cases"]]
         rows = []
         for impl_key in ROTATING_IMPLS:
             cells = [next(i.label for i in IMPLS if i.key == impl_key)]
-            for key, *_ in rot:
-                value = med.get((key, impl_key))
-                floor = med.get((key, "object_floor"))
-                if value is None:
+            for key, *_ in specs:
+                s = rot["cases"][key]["impls"].get(impl_key)
+                if s is None:
                     cells.append("—")
-                elif impl_key in ("object_floor", EMPTY) or not floor:
-                    cells.append(_ns(value))
+                elif "to_floor" in s:
+                    cells.append(f"{_ns(s['median'])}: **{_spread(s['to_floor'], '.2f', '×')}**")
                 else:
-                    cells.append(f"{_ns(value)} ({_x(value / floor)} the floor)")
+                    cells.append(_ns(s["median"]))
             rows.append(cells)
-        lines += _table(["implementation", *(spec[1] for spec in rot)], rows)
+        lines += _table(["implementation", *(spec[1] for spec in specs)], rows)
 
     rows = []
     for case in CASES:
@@ -551,7 +563,7 @@ def render(directory: str) -> str:
         lines += _servers_section(srv, env)
     if data["accept"] and "loops" in data["accept"]:
         lines += _accept_section(data["accept"], data["accept_count"], env)
-    if data["parse"]:
+    if data["parse"] or data["rotating"]:
         lines += _parse_section(data, env)
     if data["callgrind"] and "case" in data["callgrind"]:
         lines += _callgrind_section(data["callgrind"], env)
@@ -568,7 +580,11 @@ def parse_chart(directory: str, path: str) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    med = load(directory)["medians"]
+    data = load(directory)
+    med = dict(data["medians"])
+    for key, case in ((data["rotating"] or {}).get("cases") or {}).items():
+        for impl, stats in case["impls"].items():
+            med[(key, impl)] = stats["median"]
     groups = [(c.key, c.group) for c in CASES] + [(s[0], s[1]) for s in ROTATING_SPECS]
     groups = [g for g in groups if any((g[0], i) in med for i in CHART_IMPLS)]
     impls = [i for i in IMPLS if i.key in CHART_IMPLS and any((g[0], i.key) in med
@@ -612,7 +628,7 @@ def charts(directory: str) -> dict[str, bool]:
     """Draw every chart whose data is in ``directory``: {file name: drawn}."""
     data = load(directory)
     made = {}
-    if data["parse"]:
+    if data["parse"] or data["rotating"]:
         made["parse.png"] = parse_chart(directory, os.path.join(directory, "parse.png"))
     if data["servers"] and data["servers"].get("servers"):
         made["servers.png"] = servers_chart(data["servers"],

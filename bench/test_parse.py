@@ -12,11 +12,10 @@ import platform
 
 import pytest
 
-from .cases import CASES, ROTATING_KEYS, rotating
-from .peers import BY_KEY, IMPLS, ROTATING_IMPLS, ROTATING_NOTES, Unsupported, prepare_rotating
+from .cases import CASES
+from .peers import IMPLS, Unsupported
 
 PAIRS = [(case, impl) for case in CASES for impl in IMPLS]
-ROTATING_PAIRS = [(key, impl) for key in ROTATING_KEYS for impl in ROTATING_IMPLS]
 
 
 @pytest.mark.parametrize(
@@ -46,32 +45,6 @@ def test_parse(benchmark, case, impl):
         notes=impl.notes,
         header_bytes=case.length,
         payload_bytes=len(case.data) - case.length,
-        python=platform.python_version(),
-    )
-    benchmark(bench.fn, *bench.args)
-
-
-@pytest.mark.parametrize("key, impl_key", ROTATING_PAIRS,
-                         ids=[f"{key}-{impl}" for key, impl in ROTATING_PAIRS])
-def test_rotating(benchmark, key, impl_key):
-    rot = rotating(key)
-    impl = BY_KEY[impl_key]
-    try:
-        bench = prepare_rotating(impl_key, rot)
-    except Unsupported as exc:
-        pytest.skip(f"{impl.label}: {exc}")
-    bench.check()
-    benchmark.group = rot.group
-    benchmark.name = impl.label
-    benchmark.extra_info.update(
-        case=key,
-        group=rot.group,
-        impl=impl_key,
-        label=impl.label,
-        kind=impl.kind,
-        version=impl.version,
-        notes=ROTATING_NOTES.get(impl_key, impl.notes),
-        headers=len(rot.data),
         python=platform.python_version(),
     )
     benchmark(bench.fn, *bench.args)
