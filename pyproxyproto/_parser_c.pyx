@@ -1283,42 +1283,42 @@ cdef object _fast_v1(const unsigned char *b, Py_ssize_t n):
     with the offsets and ``needed`` it always reports; this pass accepts
     only lines the scanner accepts, with the same result.
     """
+    # The fields are read in order, each bounded by the first 107 bytes;
+    # no field may hold a CR or LF, so the CRLF after the destination port
+    # ends the line (no search for the LF first).
     cdef Py_ssize_t limit = n if n < V1_MAX else V1_MAX
-    cdef const unsigned char *lf = <const unsigned char *>memchr(b, 0x0A, limit)
     cdef Py_ssize_t end, p
     cdef bint v6
     cdef long sport, dport
     cdef unsigned char addr[32]
     cdef ProxyHeader h
-    if lf == NULL:
-        return None
-    end = lf - b - 1  # where the CR must be
-    if end < 0 or b[end] != 0x0D or end < V1_TCP_START:
+    if limit <= V1_TCP_START:
         return None
     if memcmp(b, _V1_TCP_HEAD, V1_TCP_START - 2) != 0 or b[V1_TCP_START - 1] != 0x20:
         return None
     if b[V1_TCP_START - 2] == V1_4:
         v6 = False
-        p = _quad(b, V1_TCP_START, end, &addr[0])
+        p = _quad(b, V1_TCP_START, limit, &addr[0])
         if p < 0 or b[p] != 0x20:
             return None
-        p = _quad(b, p + 1, end, &addr[16])
+        p = _quad(b, p + 1, limit, &addr[16])
     elif b[V1_TCP_START - 2] == V1_6:
         v6 = True
-        p = _ipv6(b, V1_TCP_START, end, &addr[0])
+        p = _ipv6(b, V1_TCP_START, limit, &addr[0])
         if p < 0 or b[p] != 0x20:
             return None
-        p = _ipv6(b, p + 1, end, &addr[16])
+        p = _ipv6(b, p + 1, limit, &addr[16])
     else:
         return None
     if p < 0 or b[p] != 0x20:
         return None
-    p = _port(b, p + 1, end, &sport)
+    p = _port(b, p + 1, limit, &sport)
     if p < 0 or b[p] != 0x20:
         return None
-    p = _port(b, p + 1, end, &dport)
-    if p != end:
+    p = _port(b, p + 1, limit, &dport)
+    if p < 0 or p + 1 >= limit or b[p] != 0x0D or b[p + 1] != 0x0A:
         return None
+    end = p  # the CR
     h = ProxyHeader.__new__(ProxyHeader)
     h._version = 1
     h._command = CMD_PROXY
@@ -1337,20 +1337,19 @@ cdef object _fast_v1(const unsigned char *b, Py_ssize_t n):
     return h
 
 
-cdef inline Py_ssize_t _quad(const unsigned char *b, Py_ssize_t p, Py_ssize_t end,
+cdef inline Py_ssize_t _quad(const unsigned char *b, Py_ssize_t p, Py_ssize_t limit,
                              unsigned char *out) noexcept nogil:
-    # Four decimal octets without leading zeros, before the CR at end;
-    # returns the offset after them, or -1.  The reader may look at the CR
-    # and the LF after it (end + 1), which the caller has found.
-    cdef const unsigned char *after = pp_parse_ipv4(b + p, b + end + 2, out)
-    return -1 if after == NULL else after - b
+    # Four decimal octets without leading zeros, read from b[p:limit];
+    # returns the offset after them (where a byte is left to read), or -1.
+    cdef const unsigned char *after = pp_parse_ipv4(b + p, b + limit, out)
+    return -1 if after == NULL or after - b >= limit else after - b
 
 
 cdef inline Py_ssize_t _port(const unsigned char *b, Py_ssize_t p, Py_ssize_t end,
                              long *out) noexcept nogil:
-    # One to five digits, no leading zero, at most 65535: the loop only
-    # reads digits (six at most, so the value cannot overflow), and the
-    # checks come once, after it.
+    # One to five digits, no leading zero, at most 65535, and a byte after
+    # them before end: the loop only reads digits (six at most, so the value
+    # cannot overflow), and the checks come once, after it.
     cdef Py_ssize_t start = p
     cdef Py_ssize_t stop = end if end - p < 6 else p + 6
     cdef long value = 0
@@ -1361,7 +1360,8 @@ cdef inline Py_ssize_t _port(const unsigned char *b, Py_ssize_t p, Py_ssize_t en
             break
         value = value * 10 + digit
         p += 1
-    if p == start or p - start > 5 or (b[start] == 0x30 and p - start > 1) or value > 0xFFFF:
+    if (p == start or p >= end or p - start > 5 or (b[start] == 0x30 and p - start > 1)
+            or value > 0xFFFF):
         return -1
     out[0] = value
     return p
