@@ -360,8 +360,9 @@ def _parse_section(data: dict[str, Any], env: dict[str, Any]) -> list[str]:
             "repeats, as pyproxyproto does; the empty row is the step to the next header "
             f"alone. Timed in {_count(rot['rounds'], 'interleaved round')} of about a "
             "quarter of a millisecond per implementation (`python -m bench.rotating`): median time per "
-            "header, and the ratio to the floor taken within each round, median (lowest–"
-            "highest single round).", ""]
+            "header, and the ratio to the floor taken within each round: the median, in "
+            "brackets the 10th–90th percentiles of the single rounds and their whole range "
+            "(a round preempted by other work on the machine lands far out).", ""]
         specs = [spec for spec in ROTATING_SPECS if spec[0] in rot["cases"]]
         rows = []
         for impl_key in ROTATING_IMPLS:
@@ -371,7 +372,10 @@ def _parse_section(data: dict[str, Any], env: dict[str, Any]) -> list[str]:
                 if s is None:
                     cells.append("—")
                 elif "to_floor" in s:
-                    cells.append(f"{_ns(s['median'])}: **{_spread(s['to_floor'], '.2f', '×')}**")
+                    r = s["to_floor"]
+                    cells.append(f"{_ns(s['median'])}: **{r['median']:.2f}×** "
+                                 f"({r['p10']:.2f}–{r['p90']:.2f}; all rounds "
+                                 f"{r['min']:.2f}–{r['max']:.2f})")
                 else:
                     cells.append(_ns(s["median"]))
             rows.append(cells)

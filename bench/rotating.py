@@ -10,8 +10,8 @@ same addresses and reuses the destination tuple while it repeats.
 The implementations are timed in interleaved rounds of about a quarter of a
 millisecond each (shorter than a scheduler time slice, so most rounds run
 uninterrupted), the order reversed every other round; a ratio to the floor
-is taken within each round, and the median and the range of the single
-rounds are reported.
+is taken within each round, and the median, the 10th-90th percentiles and
+the range of the single rounds are reported.
 
 Usage: python -m bench.rotating [--rounds N] [--json FILE]
 """
@@ -37,7 +37,12 @@ WARM_ROUNDS = 3
 
 
 def _stats(values: list[float]) -> dict[str, Any]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+    """Median, the 10th and 90th percentiles and the extremes of single rounds
+    (on a busy machine a preempted round lands far out; the percentiles say
+    where most rounds fell)."""
+    deciles = statistics.quantiles(values, n=10) if len(values) > 1 else values * 9
+    return {"median": statistics.median(values), "p10": deciles[0], "p90": deciles[-1],
+            "min": min(values), "max": max(values)}
 
 
 def measure(key: str, rounds: int) -> dict[str, Any]:
@@ -86,13 +91,14 @@ def run(rounds: int = 501, progress: Any = None) -> dict[str, Any]:
 
 def format_table(result: dict[str, Any]) -> str:
     lines = [f"ns per header (median of {result['rounds']} interleaved rounds), "
-             "ratio to the object floor (median, range of single rounds)"]
+             "ratio to the object floor within a round"]
     for key, case in result["cases"].items():
         for impl, s in case["impls"].items():
             ratio = ""
             if "to_floor" in s:
                 r = s["to_floor"]
-                ratio = f"  {r['median']:.3f} ({r['min']:.3f}-{r['max']:.3f}) x floor"
+                ratio = (f"  {r['median']:.3f} x floor (p10-p90 {r['p10']:.3f}-{r['p90']:.3f}, "
+                         f"rounds {r['min']:.3f}-{r['max']:.3f})")
             lines.append(f"{key:18} {impl:18} {s['median']:8.1f} ns{ratio}")
     return "\n".join(lines)
 
