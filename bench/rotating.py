@@ -40,7 +40,8 @@ def _stats(values: list[float]) -> dict[str, Any]:
     """Median, the 10th and 90th percentiles and the extremes of single rounds
     (on a busy machine a preempted round lands far out; the percentiles say
     where most rounds fell)."""
-    deciles = statistics.quantiles(values, n=10) if len(values) > 1 else values * 9
+    deciles = (statistics.quantiles(values, n=10, method="inclusive") if len(values) > 1
+               else values * 9)
     return {"median": statistics.median(values), "p10": deciles[0], "p90": deciles[-1],
             "min": min(values), "max": max(values)}
 
