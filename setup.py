@@ -1,7 +1,10 @@
 """Build the optional Cython extensions; everything else is in pyproject.toml.
 
-The extensions: the parser (pyproxyproto._parser_c) and the asyncio header
-protocol (pyproxyproto._aio_c); each has a pure-Python twin.
+The extensions: the parser (pyproxyproto._parser_c, whose pure-Python twin
+is _parser_py), and modules written once in Cython's pure-Python mode,
+compiled here under a name of their own (``X.py`` typed by ``X_c.pxd``
+becomes ``X_c``) while ``X`` stays importable as Python: the handshake,
+the asyncio header protocol and the asyncio internals it reaches.
 
 PYPROXYPROTO_NO_EXTENSIONS=1 builds a pure-Python package, and so does any
 interpreter but CPython (PyPy runs the pure backend faster than a C
@@ -43,8 +46,11 @@ EXTENSIONS = [
         include_dirs=["csrc"],
         depends=["csrc/pp_crc32c.h", "csrc/pp_inet.h", "csrc/pp_members.h", "csrc/pp_once.h"],
     ),
-    # The asyncio header protocol (aio.py holds its pure twin).
-    Extension("pyproxyproto._aio_c", sources=["pyproxyproto/_aio_c.pyx"]),
+    *(
+        Extension(f"pyproxyproto.{name}_c", sources=[f"pyproxyproto/{name}.py"],
+                  depends=[f"pyproxyproto/{name}_c.pxd"])
+        for name in ("_handshake", "_asyncio_internals", "_aio_protocol")
+    ),
 ]
 
 
@@ -56,7 +62,9 @@ class CythonBuildExt(build_ext):
 
         self.distribution.ext_modules[:] = cythonize(
             self.distribution.ext_modules,
-            compiler_directives={"language_level": "3"},
+            # The .pxd files type the pure-Python-mode modules; their
+            # annotations are for mypy and readers, not C types.
+            compiler_directives={"language_level": "3", "annotation_typing": False},
             annotate=_flag("PYPROXYPROTO_ANNOTATE"),
             quiet=True,
         )

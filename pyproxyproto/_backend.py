@@ -1,4 +1,4 @@
-"""Choose the parser backend, and the compiled asyncio header protocol, once, at import.
+"""Choose the parser backend, and whether the compiled handshake and asyncio protocol are used, once, at import.
 
 PYPROXYPROTO_NO_EXTENSIONS selects the pure-Python backend, and so does any
 interpreter but CPython (on PyPy the pure backend is the fast one);
@@ -15,7 +15,10 @@ from types import ModuleType
 from . import _constants as C
 
 EXTENSION = "pyproxyproto._parser_c"
-AIO_EXTENSION = "pyproxyproto._aio_c"
+# Modules written once, for Cython's pure-Python mode: each runs as Python
+# under its own name and, compiled, as this one.
+HANDSHAKE_EXTENSION = "pyproxyproto._handshake_c"
+AIO_EXTENSION = "pyproxyproto._aio_protocol_c"
 
 
 def _flag(name: str) -> bool:

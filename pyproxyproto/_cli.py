@@ -14,7 +14,8 @@ from typing import Any, Callable, Sequence
 
 from . import BACKEND, Command, ProxyProtocolError, __version__, build, parse
 from ._constants import PP2_TYPE_ALPN, PP2_TYPE_AUTHORITY, PP2_TYPE_UNIQUE_ID
-from ._policy import DEFAULT_TIMEOUT, trusted_networks
+from ._networks import trusted_networks
+from ._policy import DEFAULT_TIMEOUT
 from ._relay import DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS, Relay
 
 EXIT_INVALID = 1  # decode: the input is not a valid header; send, relay, echo: a socket failed
@@ -303,7 +304,9 @@ def _echo(args: argparse.Namespace) -> int:
     print(f"PROXY protocol port: {_url(app.proxy.server_address)} "
           f"(send a PROXY header first; trusted: {trusted}; "
           f"header timeout: {args.header_timeout:g} s)")
-    print(f"plain HTTP port: {_url(app.plain.server_address)} (no PROXY header)")
+    metrics = " /metrics: the PROXY port's counters" if app.plain.metrics else ""
+    print(f"plain HTTP port: {_url(app.plain.server_address)} (no PROXY header;{metrics})"
+          if metrics else f"plain HTTP port: {_url(app.plain.server_address)} (no PROXY header)")
     print(f"Try: curl --haproxy-protocol {_url(app.proxy.server_address)}  "
           "(Ctrl-C or SIGTERM stops the server)", flush=True)
     stop = threading.Event()

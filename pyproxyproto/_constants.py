@@ -96,8 +96,9 @@ PP2_CLIENT_CERT_SESS = 0x04
 TLV_HEADER_LENGTH = 3
 TLV_MAX_VALUE_LENGTH = 0xFFFF
 CRC32C_LENGTH = 4
+# The spec's only cap on a TLV value (AUTHORITY has none: 255 is HAProxy's
+# own HA_PP2_AUTHORITY_MAX, not the protocol's).
 UNIQUE_ID_MAX_LENGTH = 128
-AUTHORITY_MAX_LENGTH = 255
 SSL_FIXED_LENGTH = 5  # client (1 byte) + verify (4 bytes)
 
 # -- environment switches -----------------------------------------------------

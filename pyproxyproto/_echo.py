@@ -20,11 +20,13 @@ import socket
 import socketserver
 import threading
 import time
-from typing import Any, cast
+from typing import Any, Callable, cast
 from urllib.parse import urlsplit
 
 from ._constants import V2_SIGNATURE
-from ._policy import DEFAULT_TIMEOUT, format_address
+from ._log import format_address
+from ._policy import DEFAULT_TIMEOUT
+from ._stats import Stats
 from .sockets import ProxyProtocolMixin
 
 logger = logging.getLogger("pyproxyproto.echo")
@@ -117,6 +119,10 @@ class EchoHandler(http.server.BaseHTTPRequestHandler):
         return 0
 
     def _echo(self) -> None:
+        metrics = getattr(self.server, "metrics", None)
+        if metrics is not None and urlsplit(self.path).path == "/metrics":
+            self._send(200, metrics(), "text/plain; version=0.0.4; charset=utf-8")
+            return
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             self.send_error(411, "send the request body with a Content-Length")
             return
@@ -131,13 +137,15 @@ class EchoHandler(http.server.BaseHTTPRequestHandler):
             self.send_error(413, f"request bodies are limited to {MAX_BODY} bytes")
             return
         body = self.rfile.read(length)
-        report = self._report(body).encode("utf-8")
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
-        self.send_header("Content-Length", str(len(report)))
+        self._send(200, self._report(body).encode("utf-8"), "text/plain; charset=utf-8")
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if self.command != "HEAD":
-            self.wfile.write(report)
+            self.wfile.write(body)
 
     def _report(self, body: bytes) -> str:
         url = urlsplit(self.path)
@@ -220,6 +228,9 @@ def _text(value: Any) -> str:
 
 
 class PlainEchoServer(http.server.ThreadingHTTPServer):
+    # The plain port answers /metrics with this, when it is set.
+    metrics: Callable[[], bytes] | None = None
+
     daemon_threads = True
 
     def __init__(self, address: tuple[str, int], **kwargs: Any) -> None:
@@ -251,13 +262,15 @@ class EchoApp:
         trusted: Any = None,
         header_timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
+        self.stats = Stats()
         self.proxy = _listen("PROXY protocol", ProxyEchoServer, (host, proxy_port),
-                             trusted=trusted, timeout=header_timeout)
+                             trusted=trusted, timeout=header_timeout, stats=self.stats)
         try:
             self.plain = _listen("plain HTTP", PlainEchoServer, (host, plain_port))
         except BaseException:
             self.proxy.server_close()
             raise
+        self.plain.metrics = _metrics(self.stats)
         self._threads = [
             threading.Thread(target=server.serve_forever, args=(0.1,), daemon=True)
             for server in (self.proxy, self.plain)
@@ -271,6 +284,20 @@ class EchoApp:
             server.server_close()
         for thread in self._threads:
             thread.join()
+
+
+def _metrics(stats: Stats) -> Callable[[], bytes] | None:
+    """The PROXY port's counters in Prometheus' text format, when
+    prometheus_client is installed (pyproxyproto[prometheus])."""
+    try:
+        from prometheus_client import CollectorRegistry, generate_latest
+
+        from .prometheus import register
+    except ImportError:
+        return None
+    registry = CollectorRegistry()
+    register(stats, registry)
+    return lambda: generate_latest(registry)
 
 
 def _listen(label: str, server: Any, address: tuple[str, int], **kwargs: Any) -> Any:

@@ -7,7 +7,8 @@ that is still arriving.  Bad input (``InvalidHeader``) is a ValueError.
 
 
 class ProxyProtocolError(Exception):
-    """Base class of everything pyproxyproto raises about a header."""
+    """Base class of everything pyproxyproto raises about a header or a
+    connection it refused: ``except ProxyProtocolError`` catches every refusal."""
 
 
 class Incomplete(ProxyProtocolError):
@@ -85,9 +86,10 @@ class HeaderRejected(ProxyProtocolError):
         return (type(self), (str(self), self.header))
 
 
-class HeaderTimeout(TimeoutError):
+class HeaderTimeout(ProxyProtocolError, TimeoutError):
     """The whole header did not arrive within the allowed time."""
 
 
-class UntrustedPeer(ConnectionError):
-    """The peer is outside the trusted networks, so its connection was closed."""
+class UntrustedPeer(ProxyProtocolError, ConnectionError):
+    """The policy refused the peer before a byte was read (it is outside the
+    trusted networks, or the ``decide`` callable said "reject")."""

@@ -321,10 +321,13 @@ def restore(
     tlvs: TLVs,
 ) -> ProxyHeader:
     """Unpickle a header: with the backend that pickled it when it is
-    available here, else with the one in use (the fields are the same)."""
-    from . import _backend
+    available here, else with the one in use (the fields are the same).
 
-    module = _backend.available().get(backend, _backend.impl)
+    Unpickling runs after the package is imported, so the backends that
+    _backend loaded are in sys.modules: nothing is imported here (both
+    backends import this module)."""
+    loaded = sys.modules["pyproxyproto._backend"]
+    module = loaded._AVAILABLE.get(backend, loaded.impl)
     header: ProxyHeader = module._restore(
         version, command, family, protocol, source, destination, length, tlvs
     )

@@ -74,7 +74,8 @@ class ProxyHeader:
         """Bytes the header occupies at the start of the data."""
     @property
     def tlvs(self) -> TLVs:
-        """Every TLV, ``(type, value)`` in wire order (v2 only)."""
+        """Every TLV, ``(type, value)`` in wire order (v2 only; none from a
+        LOCAL or AF_UNSPEC body that is not a TLV area, which is discarded)."""
     @property
     def alpn(self) -> bytes | None:
         """The first PP2_TYPE_ALPN value, e.g. ``b"h2"``."""

@@ -68,7 +68,6 @@ cdef Py_ssize_t TLV_HDR = C.TLV_HEADER_LENGTH
 cdef Py_ssize_t UNIX_PATH = C.UNIX_PATH_LENGTH
 cdef int CRC_LEN = C.CRC32C_LENGTH
 cdef int UNIQUE_ID_MAX = C.UNIQUE_ID_MAX_LENGTH
-cdef int AUTHORITY_MAX = C.AUTHORITY_MAX_LENGTH
 cdef int T_CRC32C = C.PP2_TYPE_CRC32C
 cdef int T_UNIQUE_ID = C.PP2_TYPE_UNIQUE_ID
 cdef int T_AUTHORITY = C.PP2_TYPE_AUTHORITY
@@ -87,14 +86,11 @@ cdef int SUB_SSL_SIG_ALG = C.PP2_SUBTYPE_SSL_SIG_ALG
 cdef int SUB_SSL_KEY_ALG = C.PP2_SUBTYPE_SSL_KEY_ALG
 cdef Py_ssize_t SSL_FIXED = C.SSL_FIXED_LENGTH
 cdef int CMD_PROXY = C.CMD_PROXY
-cdef int F_UNSPEC = C.AF_UNSPEC_NIBBLE
 cdef int F_INET = C.AF_INET_NIBBLE
 cdef int F_INET6 = C.AF_INET6_NIBBLE
 cdef int F_UNIX = C.AF_UNIX_NIBBLE
 cdef int V2_VERSION = C.V2_VERSION
 cdef int PROTO_STREAM = C.PROTO_STREAM_NIBBLE
-cdef int PROTO_COUNT = len(H.PROTOCOLS)
-cdef int FAMILY_COUNT = len(H.FAMILIES)
 cdef unsigned char V1_T = C.V1_TCP4[0]
 cdef unsigned char V1_U = C.V1_UNKNOWN[0]
 cdef unsigned char V1_4 = C.V1_TCP4[3]
@@ -111,11 +107,22 @@ for _bit, _type in enumerate((C.PP2_TYPE_ALPN, C.PP2_TYPE_AUTHORITY, C.PP2_TYPE_
                               C.PP2_TYPE_NETNS, C.PP2_TYPE_CRC32C, C.PP2_TYPE_SSL,
                               C.PP2_TYPE_AWS, C.PP2_TYPE_AZURE, C.PP2_TYPE_GCP)):
     _VIEW_BIT[_type] = 1u << _bit
-cdef int BLOCK_LEN[4]
-BLOCK_LEN[0] = C.ADDRESS_BLOCK_LENGTHS[C.AF_UNSPEC_NIBBLE]
-BLOCK_LEN[1] = C.ADDRESS_BLOCK_LENGTHS[C.AF_INET_NIBBLE]
-BLOCK_LEN[2] = C.ADDRESS_BLOCK_LENGTHS[C.AF_INET6_NIBBLE]
-BLOCK_LEN[3] = C.ADDRESS_BLOCK_LENGTHS[C.AF_UNIX_NIBBLE]
+# By the nibbles of byte 13, 16 entries each so that any byte indexes
+# them: a family nibble's address block length and index into _FAMILIES
+# (no block and AF_UNSPEC for the nibbles the spec leaves undefined, which
+# only a LOCAL header may carry), a transport nibble's index into
+# _PROTOCOLS (0 when undefined).
+cdef int BLOCK_LEN[16]
+cdef uint8_t FAMILY_OF[16]
+cdef uint8_t PROTOCOL_OF[16]
+memset(BLOCK_LEN, 0, sizeof(BLOCK_LEN))
+memset(FAMILY_OF, 0, sizeof(FAMILY_OF))
+memset(PROTOCOL_OF, 0, sizeof(PROTOCOL_OF))
+for _nibble, _block in C.ADDRESS_BLOCK_LENGTHS.items():
+    BLOCK_LEN[_nibble] = _block
+    FAMILY_OF[_nibble] = _nibble
+for _nibble in range(len(H.PROTOCOLS)):
+    PROTOCOL_OF[_nibble] = _nibble
 # 256 flags: may a PROXY command carry this byte 13?
 cdef bint PROXY_FAMILY_OK[256]
 for _fam in range(256):
@@ -276,7 +283,8 @@ cdef class ProxyHeader:
 
     @property
     def tlvs(self):
-        """Every TLV, ``(type, value)`` in wire order (v2 only)."""
+        """Every TLV, ``(type, value)`` in wire order (v2 only; none from a
+        LOCAL or AF_UNSPEC body that is not a TLV area, which is discarded)."""
         cdef PyObject *tlvs = pp_once_get(&self._tlvs)
         if tlvs != NULL:
             return <tuple>tlvs
@@ -965,15 +973,27 @@ cdef object _parse_v2(const unsigned char *b, Py_ssize_t n, bint verify):
         _check_v2_prefix(b, n)
     length = (b[14] << 8) | b[15]
     total = V2_FIXED + length
-    block = BLOCK_LEN[fam >> 4] if fam >> 4 < FAMILY_COUNT else 0
+    block = BLOCK_LEN[fam >> 4]
     if command:
         if length < block:
-            raise InvalidHeader(C.MSG_V2_ADDRESS_LENGTH.format(length=length, needed=block), 14)
+            # Raised out of line, as every error of the fixed part: here its
+            # formatting would make _parse_v2 too big for the compiler to
+            # inline it into _parse (about 20 instructions per header).
+            _check_v2_prefix(b, n)
     elif length < block:
-        block = <int>length
+        # LOCAL: the advertised family's address block is skipped when it
+        # fits; TLVs, if any, follow it (or the fixed part when it does not).
+        block = 0
     tlv_start = V2_FIXED + block
-    if tlv_start < total:
-        crc_offset = _walk_tlvs(b, n, tlv_start, total)
+    # PROXY with addresses: the rest must be TLVs, refused as soon as a
+    # byte shows it is not.  LOCAL and PROXY over AF_UNSPEC: a body the
+    # receiver must ignore, read once it is all there; its TLVs are kept
+    # when it is a valid TLV area, and it is discarded when not.
+    if tlv_start < total and (n >= total or (command and block)):
+        crc_offset = _walk_tlvs(b, n, tlv_start, total, command and block)
+        if crc_offset == NOT_TLVS:
+            tlv_start = total
+            crc_offset = -1
     if n < total:
         raise _incomplete(n, total)
     if crc_offset >= 0 and verify:
@@ -982,8 +1002,8 @@ cdef object _parse_v2(const unsigned char *b, Py_ssize_t n, bint verify):
     h = ProxyHeader.__new__(ProxyHeader)
     h._version = 2
     h._command = command
-    h._family = fam >> 4 if fam >> 4 < FAMILY_COUNT else F_UNSPEC
-    h._protocol = fam & 0x0F if fam & 0x0F < PROTO_COUNT else 0
+    h._family = FAMILY_OF[fam >> 4]
+    h._protocol = PROTOCOL_OF[fam & 0x0F]
     h._length = total
     h._tlv_start = tlv_start
     if command and (h._family == F_INET or h._family == F_INET6):
@@ -1004,9 +1024,11 @@ cdef object _parse_v2(const unsigned char *b, Py_ssize_t n, bint verify):
 
 
 cdef int _check_v2_prefix(const unsigned char *b, Py_ssize_t n) except -1:
-    """Raise for the first byte of a v2 fixed part that no header can have."""
+    """Raise for the first byte of a v2 fixed part that no header can have
+    (the length field counts as one: a PROXY address block must fit)."""
     cdef const unsigned char *sig = <const unsigned char *>PyBytes_AS_STRING(_SIG)
     cdef Py_ssize_t i
+    cdef int length, block
     for i in range(min(n, 12)):
         if b[i] != sig[i]:
             raise _invalid(C.MSG_V2_SIGNATURE, i)
@@ -1017,16 +1039,30 @@ cdef int _check_v2_prefix(const unsigned char *b, Py_ssize_t n) except -1:
             raise InvalidHeader(C.MSG_V2_COMMAND.format(command=b[12] & 0x0F), 12)
         if n > 13 and b[12] & 0x0F and not PROXY_FAMILY_OK[b[13]]:
             raise InvalidHeader(C.MSG_V2_FAMILY.format(family=b[13]), 13)
+        if n > 15 and b[12] & 0x0F:
+            length = (b[14] << 8) | b[15]
+            block = BLOCK_LEN[b[13] >> 4]
+            if length < block:
+                raise InvalidHeader(C.MSG_V2_ADDRESS_LENGTH.format(length=length, needed=block), 14)
     return 0
 
 
+cdef enum:
+    # _walk_tlvs's answer, when not strict, for a body that is not TLVs
+    NOT_TLVS = -3
+
+
 cdef Py_ssize_t _walk_tlvs(const unsigned char *b, Py_ssize_t n, Py_ssize_t off,
-                           Py_ssize_t total) except -2:
-    """Check the TLVs present so far; return the first CRC32C TLV's offset or -1."""
+                           Py_ssize_t total, bint strict) except -2:
+    """Check the TLVs of b[off:total] present so far (b holds n bytes);
+    return the first CRC32C TLV's offset or -1.  As soon as they cannot
+    form a valid TLV area: InvalidHeader when strict, NOT_TLVS when not."""
     cdef Py_ssize_t crc_offset = -1, end
     cdef int tlv_type, tlv_length
     while off < total:
         if total - off < TLV_HDR:
+            if not strict:
+                return NOT_TLVS
             raise InvalidHeader(C.MSG_V2_TLV_TRUNCATED.format(count=total - off, offset=off), off)
         if off + TLV_HDR > n:
             break
@@ -1034,14 +1070,19 @@ cdef Py_ssize_t _walk_tlvs(const unsigned char *b, Py_ssize_t n, Py_ssize_t off,
         tlv_length = (b[off + 1] << 8) | b[off + 2]
         end = off + TLV_HDR + tlv_length
         if end > total:
+            if not strict:
+                return NOT_TLVS
             raise InvalidHeader(C.MSG_V2_TLV_OVERRUN.format(type=tlv_type, offset=off), off)
         if tlv_type == T_CRC32C:
             if tlv_length != CRC_LEN:
+                if not strict:
+                    return NOT_TLVS
                 _tlv_length_error(tlv_type, off, tlv_length)
             if crc_offset < 0:
                 crc_offset = off
-        elif ((tlv_type == T_UNIQUE_ID and tlv_length > UNIQUE_ID_MAX)
-                or (tlv_type == T_AUTHORITY and tlv_length > AUTHORITY_MAX)):
+        elif tlv_type == T_UNIQUE_ID and tlv_length > UNIQUE_ID_MAX:
+            if not strict:
+                return NOT_TLVS
             _tlv_length_error(tlv_type, off, tlv_length)
         off = end
     return crc_offset

@@ -113,7 +113,8 @@ class ProxyHeader:
 
     @property
     def tlvs(self) -> TLVs:
-        """Every TLV, ``(type, value)`` in wire order (v2 only)."""
+        """Every TLV, ``(type, value)`` in wire order (v2 only; none from a
+        LOCAL or AF_UNSPEC body that is not a TLV area, which is discarded)."""
         return self._tlvs
 
     def _view(self, index: int) -> Any:
@@ -342,23 +343,29 @@ def _parse_v2(data: bytes, n: int, verify_checksum: bool) -> ProxyHeader:
             _check_v2_prefix(data, n)
         block = _BLOCKS[fam >> 4]
         if length < block:
-            raise InvalidHeader(
-                C.MSG_V2_ADDRESS_LENGTH.format(length=length, needed=block), 14
-            )
+            _check_v2_prefix(data, n)  # raises, as in the Cython twin
     else:
-        block = min(length, _BLOCKS.get(fam >> 4, 0))
+        # LOCAL: the advertised family's address block is skipped when it
+        # fits; TLVs, if any, follow it (or the fixed part when it does not).
+        block = _BLOCKS.get(fam >> 4, 0)
+        if block > length:
+            block = 0
 
     tlv_start = C.V2_HEADER_LENGTH + block
-    if tlv_start == total:
-        if n < total:
-            raise _incomplete(n, total)
-        tlvs = _EMPTY
-    else:
-        tlvs, crc_offset = _walk_tlvs(data, n, tlv_start, total)
-        if n < total:
-            raise _incomplete(n, total)
-        if crc_offset >= 0 and verify_checksum:
-            _verify_crc(data, crc_offset, total)
+    tlvs = _EMPTY
+    crc_offset = -1
+    # PROXY with addresses: the rest must be TLVs, refused as soon as a
+    # byte shows it is not.  LOCAL and PROXY over AF_UNSPEC: a body the
+    # receiver must ignore, read once it is all there; its TLVs are kept
+    # when it is a valid TLV area, and it is discarded when not.
+    if tlv_start < total and (n >= total or (command and block)):
+        walked = _walk_tlvs(data, n, tlv_start, total, command != 0 and block != 0)
+        if walked is not None:
+            tlvs, crc_offset = walked
+    if n < total:
+        raise _incomplete(n, total)
+    if crc_offset >= 0 and verify_checksum:
+        _verify_crc(data, crc_offset, total)
 
     family = _FAMILIES[fam >> 4] if fam >> 4 < 4 else _FAMILIES[0]
     protocol = _PROTOCOLS[fam & 0x0F] if fam & 0x0F < 3 else 0
@@ -369,7 +376,8 @@ def _parse_v2(data: bytes, n: int, verify_checksum: bool) -> ProxyHeader:
 
 
 def _check_v2_prefix(data: bytes, n: int) -> None:
-    """Raise for the first byte of a v2 fixed part that no header can have."""
+    """Raise for the first byte of a v2 fixed part that no header can have
+    (the length field counts as one: a PROXY address block must fit)."""
     for i in range(min(n, len(_SIG))):
         if data[i] != _SIG[i]:
             raise _invalid(C.MSG_V2_SIGNATURE, i)
@@ -381,17 +389,28 @@ def _check_v2_prefix(data: bytes, n: int) -> None:
             raise InvalidHeader(C.MSG_V2_COMMAND.format(command=ver_cmd & 0x0F), 12)
         if n > 13 and ver_cmd & 0x0F and data[13] not in _V2_PROXY_FAMILIES:
             raise InvalidHeader(C.MSG_V2_FAMILY.format(family=data[13]), 13)
+        if n > 15 and ver_cmd & 0x0F:
+            length = (data[14] << 8) | data[15]
+            block = _BLOCKS[data[13] >> 4]
+            if length < block:
+                raise InvalidHeader(
+                    C.MSG_V2_ADDRESS_LENGTH.format(length=length, needed=block), 14
+                )
 
 
 def _walk_tlvs(
-    data: bytes, n: int, off: int, total: int
-) -> tuple[tuple[tuple[int, bytes], ...], int]:
-    """Check the TLVs that are there so far; return them and the offset of
-    the first CRC32C TLV (-1 if none).  Stops early when data runs out."""
+    data: bytes, n: int, off: int, total: int, strict: bool
+) -> tuple[tuple[tuple[int, bytes], ...], int] | None:
+    """Check the TLVs of data[off:total] present so far (data holds n
+    bytes); return them and the offset of the first CRC32C TLV (-1 if
+    none).  As soon as they cannot form a valid TLV area: InvalidHeader
+    when strict, None when not."""
     tlvs = []
     crc_offset = -1
     while off < total:
         if total - off < C.TLV_HEADER_LENGTH:
+            if not strict:
+                return None
             raise InvalidHeader(
                 C.MSG_V2_TLV_TRUNCATED.format(count=total - off, offset=off), off
             )
@@ -401,15 +420,19 @@ def _walk_tlvs(
         tlv_length = (data[off + 1] << 8) | data[off + 2]
         end = off + C.TLV_HEADER_LENGTH + tlv_length
         if end > total:
+            if not strict:
+                return None
             raise InvalidHeader(C.MSG_V2_TLV_OVERRUN.format(type=tlv_type, offset=off), off)
         if tlv_type == C.PP2_TYPE_CRC32C:
             if tlv_length != C.CRC32C_LENGTH:
+                if not strict:
+                    return None
                 raise _tlv_length_error(tlv_type, off, tlv_length)
             if crc_offset < 0:
                 crc_offset = off
-        elif (tlv_type == C.PP2_TYPE_UNIQUE_ID and tlv_length > C.UNIQUE_ID_MAX_LENGTH) or (
-            tlv_type == C.PP2_TYPE_AUTHORITY and tlv_length > C.AUTHORITY_MAX_LENGTH
-        ):
+        elif tlv_type == C.PP2_TYPE_UNIQUE_ID and tlv_length > C.UNIQUE_ID_MAX_LENGTH:
+            if not strict:
+                return None
             raise _tlv_length_error(tlv_type, off, tlv_length)
         tlvs.append((tlv_type, data[off + C.TLV_HEADER_LENGTH : end]))
         off = end

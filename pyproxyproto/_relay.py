@@ -19,7 +19,7 @@ import logging
 from typing import Any, Sequence
 
 from ._build import build
-from ._policy import format_address
+from ._log import format_address
 
 logger = logging.getLogger("pyproxyproto.relay")
 

@@ -19,8 +19,11 @@ import anyio
 from anyio import TypedAttributeSet, typed_attribute
 from anyio.abc import ByteStream, Listener, SocketAttribute, TaskGroup
 
-from ._errors import Incomplete, ProxyProtocolError
-from ._policy import REJECT, SKIP, PeerAddress, Policy, PolicyOptions
+from . import Handshake
+from ._errors import ProxyProtocolError
+from ._networks import PeerAddress
+from ._policy import Policy, PolicyOptions, resolve
+from ._step import READ, SERVE
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -98,17 +101,22 @@ class ProxyProtocolStream(ByteStream):
 class ProxyProtocolListener(Listener[ProxyProtocolStream]):
     """Wrap an anyio Listener so that every stream starts after its PROXY header.
 
-    Options are the policy's (``trusted``, ``on_untrusted``, ``policy``,
-    ``validate``, ``timeout``, ``max_header_size``, ``v1``, ``v2``,
-    ``stats``).  A connection given up on (untrusted, bad header, timeout,
+    ``policy``, or the policy options (see ``pyproxyproto.PolicyOptions``),
+    say who must send a header.  A connection given up on (untrusted, bad header, timeout,
     closed mid-header, refused by ``validate``) is counted, logged once and
     closed; the handler never sees it.  Each header is read in the
     connection's own task, so a slow peer holds up no other.
     """
 
-    def __init__(self, listener: Listener[ByteStream], **options: Unpack[PolicyOptions]) -> None:
+    def __init__(
+        self,
+        listener: Listener[ByteStream],
+        *,
+        policy: Policy | None = None,
+        **options: Unpack[PolicyOptions],
+    ) -> None:
         self.listener = listener
-        self.policy = Policy(**options)
+        self.policy = resolve(policy, options, "ProxyProtocolListener()")
 
     async def serve(
         self,
@@ -126,36 +134,36 @@ class ProxyProtocolListener(Listener[ProxyProtocolStream]):
         await self.listener.serve(handle, task_group)
 
     async def handshake(self, stream: ByteStream) -> ProxyProtocolStream:
-        """Read ``stream``'s header as the policy says; raise what the
-        policy returns when the connection is given up on (the caller closes it)."""
-        policy = self.policy
-        peer = stream.extra(SocketAttribute.remote_address, None)
-        decision = policy.decide(peer)
-        if decision == REJECT:
-            raise policy.refuse_peer(peer)
-        if decision == SKIP:
-            policy.skipped()
-            return ProxyProtocolStream(stream, None, peer, b"")
-        data = b""
+        """Read ``stream``'s header as the policy says; raise the refusal (a
+        ``ProxyProtocolError``, counted and logged) when the connection is
+        given up on (the caller closes it)."""
+        hs = Handshake(self.policy)
         try:
-            with anyio.fail_after(policy.timeout):
-                while True:
+            peer = stream.extra(SocketAttribute.remote_address, None)
+            if peer is None:
+                sock = stream.extra(SocketAttribute.raw_socket, None)
+                if sock is not None:
+                    sock.getpeername()  # the peer is gone when this fails
+        except OSError as exc:
+            # The peer closed before its address could be read: an early
+            # close, not an untrusted peer.
+            hs.closed(exc)
+            raise hs.error from None  # type: ignore[misc]
+        step = hs.begin(peer)
+        if step is READ:
+            with anyio.move_on_after(hs.timeout):
+                while step is READ:
                     try:
-                        header = policy.parse(data)
-                        break
-                    except Incomplete as exc:
-                        needed = exc.needed
-                    except ProxyProtocolError as exc:
-                        raise policy.refuse_header(peer, exc) from None
-                    try:
-                        data += await stream.receive(_CHUNK)
+                        data = await stream.receive(_CHUNK)
                     except (anyio.EndOfStream, anyio.BrokenResourceError) as exc:
-                        cause = None if isinstance(exc, anyio.EndOfStream) else exc
-                        raise policy.closed_early(peer, len(data), needed, cause) from None
-        except TimeoutError:
-            raise policy.timed_out(peer, len(data)) from None
-        _, believed = policy.accept(header, peer, decision)
-        return ProxyProtocolStream(stream, believed, peer, data[header.length :])
+                        step = hs.closed(None if isinstance(exc, anyio.EndOfStream) else exc)
+                    else:
+                        step = hs.feed(data)
+            if step is READ:
+                step = hs.timed_out()
+        if step is not SERVE:
+            raise hs.error  # type: ignore[misc]
+        return ProxyProtocolStream(stream, hs.believed, peer, hs.rest)
 
     async def aclose(self) -> None:
         await self.listener.aclose()

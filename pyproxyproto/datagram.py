@@ -8,19 +8,16 @@ proxy that forwarded that client.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Callable
 
-from ._errors import HeaderRejected, ProxyProtocolError
-from ._policy import (
-    DEFAULT_MAX_HEADER_SIZE,
-    REJECT,
-    SKIP,
-    Decision,
-    PeerAddress,
-    Policy,
-    Stats,
-    Trusted,
-)
+from . import Handshake
+from ._policy import Policy, resolve
+from ._step import READ, SERVE
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ._policy import PolicyOptions
 
 __all__ = ["wrap_datagram"]
 
@@ -32,30 +29,22 @@ _DATAGRAM_ROUTES = 65536
 def wrap_datagram(
     protocol_factory: Callable[[], asyncio.DatagramProtocol],
     *,
-    trusted: Trusted | None = None,
-    on_untrusted: Literal["reject", "ignore", "skip"] | None = None,
-    policy: Callable[[PeerAddress], Decision] | None = None,
-    validate: Callable[[Any], object] | None = None,
-    max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
-    v1: bool = True,
-    v2: bool = True,
-    stats: Stats | None = None,
+    policy: Policy | None = None,
+    **options: Unpack[PolicyOptions],
 ) -> Callable[[], asyncio.DatagramProtocol]:
     """Wrap a datagram protocol factory for ``loop.create_datagram_endpoint``.
 
-    Every datagram carries its own header: the inner protocol's
-    ``datagram_received(payload, addr)`` gets the header's source as
-    ``addr``.  The policy options are ``aio.wrap``'s (there is no timeout:
-    each datagram is whole) and apply to each datagram: one that is refused
+    Every datagram carries its own header (v2 only: v1 has no datagram
+    form): the inner protocol's ``datagram_received(payload, addr)`` gets
+    the header's source as ``addr``.  ``policy`` or the policy options
+    (see ``pyproxyproto.PolicyOptions``; the timeout does not apply, each
+    datagram being whole) apply to each datagram: one that is refused
     (untrusted peer under "reject", no valid header, refused by
     ``validate``) is dropped, counted and logged; under "skip" it is passed
     on as it came.  Replies sent with ``transport.sendto(data,
     client_address)`` go to the proxy that last forwarded that client.
     """
-    rules = Policy(
-        trusted=trusted, on_untrusted=on_untrusted, policy=policy, validate=validate,
-        timeout=None, max_header_size=max_header_size, v1=v1, v2=v2, stats=stats,
-    )
+    rules = resolve(policy, options, "aio.wrap_datagram()")
 
     def factory() -> asyncio.DatagramProtocol:
         return _DatagramProtocol(protocol_factory(), rules)
@@ -73,34 +62,23 @@ class _DatagramProtocol(asyncio.DatagramProtocol):
         self._inner.connection_made(_DatagramTransport(transport, self))
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        policy = self._policy
-        decision = policy.decide(addr)
-        if decision == REJECT:
-            policy.refuse_peer(addr, "dropped datagram")
-            return
-        if decision == SKIP:
-            policy.skipped()
-            self._inner.datagram_received(data, addr)
-            return
-        try:
-            header = policy.parse(data)
-        except ProxyProtocolError as exc:
-            # Incomplete too: a datagram is all there will be.
-            policy.refuse_header(addr, exc, "dropped datagram")
-            return
-        try:
-            client, believed = policy.accept(header, addr, decision)
-        except HeaderRejected:  # counted and logged by the policy
-            return
-        if believed is not None and believed.source is not None:
+        handshake = Handshake(self._policy, datagram=True)
+        step = handshake.begin(addr)
+        if step is READ:
+            step = handshake.feed(data)
+        if step is not SERVE:
+            return  # refused: counted and logged
+        client = handshake.client
+        if handshake.believed is not None and handshake.believed.source is not None:
             key = _route_key(client)
             # Most recent last, so the oldest route is the first to go.
             self._routes.pop(key, None)
             self._routes[key] = addr
             if len(self._routes) > _DATAGRAM_ROUTES:
                 del self._routes[next(iter(self._routes))]
+        payload = data if handshake.header is None else handshake.rest
         # typeshed says tuple; asyncio passes a UNIX datagram peer as a str.
-        self._inner.datagram_received(data[header.length :], client)  # type: ignore[arg-type]
+        self._inner.datagram_received(payload, client)  # type: ignore[arg-type]
 
     def error_received(self, exc: Exception) -> None:
         self._inner.error_received(exc)

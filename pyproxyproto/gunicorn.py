@@ -2,12 +2,21 @@
 ``gunicorn -k pyproxyproto.gunicorn.SyncWorker app:app`` (also
 ``ThreadWorker``, gthread, and ``UvicornWorker``, ASGI through uvicorn).
 
-The header is read on the raw socket before gunicorn wraps TLS, so
-``--certfile`` works behind a TLS-passthrough balancer.  Trusted networks
-are gunicorn's own ``--proxy-allow-from`` (``*``: every peer); the other
-policy options come from PYPROXYPROTO_* variables (as for
-``pyproxyproto.uvicorn``).  gunicorn's ``--proxy-protocol`` must be off:
-these workers refuse to start when it is on.
+Trusted networks are gunicorn's own ``--proxy-allow-from`` (``*``: every
+peer); as with gunicorn's own PROXY reader it governs IP peers only, and
+the peers of a ``unix:`` bind are trusted.  The other policy options come
+from PYPROXYPROTO_* variables (as for ``pyproxyproto.uvicorn``).
+gunicorn's ``--proxy-protocol`` must be off: these workers refuse to start
+when it is on.  Records go to gunicorn's error log.
+
+The header is read before gunicorn wraps TLS, so ``--certfile`` works
+behind a TLS-passthrough balancer.  Without TLS it is read as gunicorn
+reads a request, with what follows it in the same receive; those bytes go
+to gunicorn's parser.  The ``ThreadWorker`` reads headers in gunicorn's
+poller and gives a connection a thread only once its header is in, so
+connections that send nothing hold no thread; the ``SyncWorker`` reads
+each header in its one thread, so a silent connection holds it up to the
+header timeout (as a silent client holds stock gunicorn's sync worker).
 
 WSGI environ: ``REMOTE_ADDR`` / ``REMOTE_PORT`` are the header's client,
 gunicorn's ``PROXY_PROTOCOL`` ("TCP4", "TCP6", "LOCAL", "UNSPEC", "UNIX"; v1
@@ -19,26 +28,28 @@ keep gunicorn's meanings, and the header itself is
 
 from __future__ import annotations
 
+import collections
+import errno
+import selectors
 import socket
 import ssl
 import threading
+import time
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from gunicorn.config import Config
 from gunicorn.workers import base, gthread, sync
 
-from . import sockets
-from ._errors import HeaderTimeout, ProxyProtocolError
+from . import Handshake
+from . import _gunicorn_internals as internals
+from ._env import ENV_TRUSTED, options_from_env, policy_from_env
 from ._header import Command
-from ._policy import (
-    ENV_TRUSTED,
-    REJECT,
-    SKIP,
-    PeerAddress,
-    Policy,
-    options_from_env,
-    policy_from_env,
-)
+from ._log import route_to
+from ._networks import UNIX, PeerAddress, is_unix_peer
+from ._policy import FIRST_PEEK, Policy, announce
+from ._step import CLOSE, READ, SERVE
+from .sockets import absorb, read, receive
 
 if TYPE_CHECKING:
     from gunicorn._types import _EnvironType, _ResponseBodyType, _StartResponseType
@@ -53,6 +64,7 @@ ENVIRON_KEY = "pyproxyproto.proxy_header"
 
 # PROXY_PROTOCOL for a header without addresses, as gunicorn names them.
 _NO_ADDRESS = {1: "UNKNOWN", 2: "UNSPEC"}
+_ALLOW_FROM = "gunicorn's --proxy-allow-from"
 
 
 class ProxyProtocolInfo(TypedDict):
@@ -66,8 +78,9 @@ class ProxyProtocolInfo(TypedDict):
 
 
 def policy_for(cfg: Config) -> Policy:
-    """The worker's Policy: trusted networks from ``--proxy-allow-from``,
-    everything else from PYPROXYPROTO_* variables."""
+    """The worker's Policy: trusted networks from ``--proxy-allow-from``
+    (and the peers of a ``unix:`` bind), everything else from
+    PYPROXYPROTO_* variables.  Raises on a setting it cannot serve."""
     if cfg.proxy_protocol not in ("off", False, None):
         raise RuntimeError(
             "gunicorn's --proxy-protocol is on: it would read the header after TLS "
@@ -80,38 +93,17 @@ def policy_for(cfg: Config) -> Policy:
             f"{ENV_TRUSTED} is set: the gunicorn workers take their trusted networks "
             "from gunicorn's --proxy-allow-from"
         )
-    if "policy" in options:  # a policy callable decides instead of the networks
+    if "decide" in options:  # a decide callable decides instead of the networks
         return policy_from_env()
-    allowed = [ip.strip() for ip in cfg.proxy_allow_ips if ip.strip()]
-    return policy_from_env(trusted=None if "*" in allowed else allowed)
-
-
-def read_header(
-    conn: socket.socket, peer: PeerAddress, policy: Policy
-) -> tuple[PeerAddress, ProxyHeader | None]:
-    """Read the header off the raw socket: ``(client_address, header)``.
-
-    ``header`` is None for a peer that is skipped or whose header is not
-    believed.  Raises (after the policy counted and logged it) when the
-    connection is refused.
-    """
-    decision = policy.decide(peer)
-    if decision == REJECT:
-        raise policy.refuse_peer(peer)
-    if decision == SKIP:
-        policy.skipped()
-        return peer, None
-    try:
-        header = sockets.recv_header(conn, timeout=policy.timeout, v1=policy.v1, v2=policy.v2)
-        policy.check_length(header.length)
-    except HeaderTimeout as exc:
-        raise policy.timed_out(peer, 0) from exc
-    except ConnectionError as exc:  # ConnectionClosed included
-        raise policy.closed_early(peer, getattr(exc, "received", 0),
-                                  getattr(exc, "needed", 0), exc) from exc
-    except ProxyProtocolError as exc:
-        raise policy.refuse_header(peer, exc) from exc
-    return policy.accept(header, peer, decision)
+    allowed = [ip.strip() for ip in cfg.proxy_allow_ips]
+    if not any(allowed):
+        raise ValueError(
+            "gunicorn's --proxy-allow-from is empty, so no balancer could send a PROXY "
+            "header: name your balancers' addresses or networks, or * for every peer"
+        )
+    if "*" in allowed:
+        return policy_from_env(origin=_ALLOW_FROM, trusted=None)
+    return policy_from_env(origin=_ALLOW_FROM, trusted=[ip for ip in allowed if ip] + [UNIX])
 
 
 def proxy_protocol_info(client: PeerAddress, header: ProxyHeader | None) -> ProxyProtocolInfo | None:
@@ -150,15 +142,41 @@ def _host_port(address: PeerAddress) -> tuple[str | None, int | None]:
     return address, None
 
 
+def _local(sock: socket.socket, peer: PeerAddress) -> object:
+    if not is_unix_peer(peer):
+        return None
+    try:
+        return sock.getsockname()
+    except OSError:
+        return None
+
+
 class _Checked:
-    """Refuses, when gunicorn starts, a configuration the workers cannot serve."""
+    """Refuses, when gunicorn starts, a configuration the workers cannot
+    serve, and says at start-up what the policy means; the records go to
+    gunicorn's error log."""
 
     @classmethod
     def check_config(cls, cfg: Config, log: Logger) -> None:
-        policy_for(cfg)
+        route_to(log.error_log)
+        try:
+            policy = policy_for(cfg)
+            unix = any(str(address).startswith("unix:") for address in cfg.bind)
+            announce(policy, "gunicorn", unix=unix and not policy.trusts(""))
+        except (ValueError, TypeError) as exc:
+            # gunicorn stops on a RuntimeError with its message on one line.
+            raise RuntimeError(f"pyproxyproto: {exc}") from None
         check = getattr(super(), "check_config", None)
         if check is not None:
             check(cfg, log)
+
+    def init_process(self) -> None:
+        route_to(self.log.error_log)  # type: ignore[attr-defined]
+        self._proxy_policy = policy_for(self.cfg)  # type: ignore[attr-defined]
+        self._proxy_read_ahead = (
+            internals.read_ahead_allowed(self.cfg) and internals.install_read_ahead()  # type: ignore[attr-defined]
+        )
+        super().init_process()  # type: ignore[misc]
 
 
 class _WSGIProxyWorker(_Checked, base.Worker):
@@ -166,7 +184,6 @@ class _WSGIProxyWorker(_Checked, base.Worker):
     being handled (per thread) for the WSGI environ."""
 
     def init_process(self) -> None:
-        self._proxy_policy = policy_for(self.cfg)
         self._proxy_local = threading.local()
         super().init_process()
 
@@ -189,6 +206,17 @@ class _WSGIProxyWorker(_Checked, base.Worker):
         # here LOCAL keeps the peer's (see proxy_protocol_info).
         req.proxy_protocol_info = proxy_protocol_info(client, header)  # type: ignore[assignment]
 
+    def _proxy_read(self, sock: socket.socket, peer: PeerAddress) -> Handshake:
+        """The handshake of a connection, run to its end in this thread."""
+        hs = Handshake(self._proxy_policy)
+        if hs.begin(peer, _local(sock, peer)) is READ:
+            if self._proxy_read_ahead:
+                receive(sock, hs)
+                internals.hand_to_parser(sock, hs.rest)
+            else:
+                read(sock, hs)
+        return hs
+
 
 class SyncWorker(_WSGIProxyWorker, sync.SyncWorker):
     """gunicorn's sync worker, reading a PROXY header first."""
@@ -196,13 +224,16 @@ class SyncWorker(_WSGIProxyWorker, sync.SyncWorker):
     _proxy_header: ProxyHeader | None
 
     def handle(self, listener: socket.socket, client: socket.socket, addr: PeerAddress) -> None:  # type: ignore[override]
-        try:
-            addr, self._proxy_header = read_header(client, addr, self._proxy_policy)
-        except (ProxyProtocolError, OSError):
-            client.close()  # counted and logged by the policy
+        hs = self._proxy_read(client, addr)
+        if hs.step is not SERVE:
+            client.close()  # counted and logged by the handshake
             return
-        # gunicorn takes any address getpeername() gives; its stub names fewer.
-        super().handle(listener, client, addr)  # type: ignore[arg-type]
+        self._proxy_header = hs.believed
+        try:
+            # gunicorn takes any address getpeername() gives; its stub names fewer.
+            super().handle(listener, client, hs.client)  # type: ignore[arg-type]
+        finally:
+            internals.forget(client)
 
     def handle_request(
         self, listener: socket.socket, req: Request, client: socket.socket, addr: PeerAddress
@@ -211,34 +242,122 @@ class SyncWorker(_WSGIProxyWorker, sync.SyncWorker):
         return super().handle_request(listener, req, client, addr)  # type: ignore[arg-type]
 
 
+class _Waiting:
+    """A connection whose header the poller is reading."""
+
+    __slots__ = ("conn", "handshake", "deadline", "taken")
+
+    def __init__(self, conn: Any, handshake: Handshake, deadline: float) -> None:
+        self.conn = conn
+        self.handshake = handshake
+        self.deadline = deadline
+        self.taken = 0  # header bytes received (exact reads)
+
+
 class ThreadWorker(_WSGIProxyWorker, gthread.ThreadWorker):
-    """gunicorn's gthread worker, reading a PROXY header first (in the
-    worker thread, right before gunicorn sets the connection up)."""
+    """gunicorn's gthread worker, reading each PROXY header in its poller
+    (non-blocking, the handshake fed as bytes arrive) and handing a
+    connection to a thread only once its header is in."""
 
-    def enqueue_req(self, conn: gthread.TConn) -> None:
-        if not conn.initialized and "init" not in vars(conn):
-            plain_init = conn.init
+    def init_process(self) -> None:
+        # Connections whose header is awaited, oldest (first deadline) first.
+        self._proxy_waiting: collections.deque[_Waiting] = collections.deque()
+        super().init_process()
 
-            def init() -> None:
-                # Read once, however often init() is called.
-                conn.init = plain_init  # type: ignore[method-assign]
-                try:
-                    # gunicorn's stub types client as what a listener's
-                    # accept() can give (for TCP, (host, port)) and knows
-                    # nothing of proxy_header, this module's attribute.
-                    conn.client, conn.proxy_header = read_header(  # type: ignore[assignment, attr-defined]
-                        conn.sock, conn.client, self._proxy_policy  # type: ignore[arg-type]
-                    )
-                except (ProxyProtocolError, OSError) as exc:
-                    # Counted and logged by the policy; gunicorn closes quietly.
-                    raise StopIteration(str(exc)) from None
-                plain_init()
+    def accept(self, listener: socket.socket) -> None:
+        if not internals.POLLER:
+            super().accept(listener)
+            return
+        try:
+            sock, peer = listener.accept()
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                raise
+            return
+        self.nr_conns += 1
+        conn = internals.new_connection(self.cfg, sock, peer, listener.getsockname())
+        hs = Handshake(self._proxy_policy)
+        if hs.begin(peer, _local(sock, peer)) is not READ:
+            self._proxy_ready(conn, hs)
+            return
+        timeout = hs.timeout
+        deadline = float("inf") if timeout is None else time.monotonic() + timeout
+        waiting = _Waiting(conn, hs, deadline)
+        self._proxy_waiting.append(waiting)
+        self.poller.register(sock, selectors.EVENT_READ, partial(self._proxy_readable, waiting))
 
-            conn.init = init  # type: ignore[method-assign]
-        super().enqueue_req(conn)
+    def _proxy_readable(self, waiting: _Waiting, sock: socket.socket) -> None:
+        hs = waiting.handshake
+        try:
+            if self._proxy_read_ahead:
+                data = sock.recv(8192)
+                if data:
+                    hs.feed(data)
+                else:
+                    hs.closed()
+            else:
+                peeked = sock.recv(max(hs.needed, FIRST_PEEK) - waiting.taken, socket.MSG_PEEK)
+                waiting.taken = absorb(sock, hs, peeked, waiting.taken)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            hs.closed(exc)
+        if hs.step is READ:
+            return
+        self.poller.unregister(sock)
+        self._proxy_waiting.remove(waiting)
+        self._proxy_ready(waiting.conn, hs)
+
+    def _proxy_ready(self, conn: Any, hs: Handshake) -> None:
+        """The header is in (or the connection is refused)."""
+        if hs.step is CLOSE:
+            self.nr_conns -= 1
+            conn.close()  # counted and logged by the handshake
+            return
+        conn.client = hs.client
+        conn.proxy_header = hs.believed
+        rest = hs.rest
+        if rest:
+            internals.hand_to_parser(conn.sock, rest)
+            internals.mark_data_ready(conn)
+        self.enqueue_req(conn)
+
+    def murder_pending(self) -> None:
+        super().murder_pending()
+        now = time.monotonic()
+        waiting = self._proxy_waiting
+        while waiting and waiting[0].deadline <= now:
+            expired = waiting.popleft()
+            expired.handshake.timed_out()
+            try:
+                self.poller.unregister(expired.conn.sock)
+            except (KeyError, ValueError, OSError):
+                pass
+            self.nr_conns -= 1
+            expired.conn.close()
+
+    def handle(self, conn: gthread.TConn) -> Any:
+        if not internals.POLLER and not conn.initialized and not hasattr(conn, "proxy_header"):
+            # The fallback: the header is read in the connection's thread.
+            conn.sock.setblocking(True)
+            hs = self._proxy_read(conn.sock, conn.client)  # type: ignore[arg-type]
+            if hs.step is not SERVE:
+                return False
+            conn.client = hs.client  # type: ignore[assignment]
+            conn.proxy_header = hs.believed  # type: ignore[attr-defined]
+            if hs.rest:
+                internals.mark_data_ready(conn)
+        return super().handle(conn)
+
+    def finish_request(self, conn: gthread.TConn, fs: Any) -> None:
+        try:
+            super().finish_request(conn, fs)
+        finally:
+            if not conn.initialized:
+                internals.forget(conn.sock)
 
     def handle_request(self, req: Request, conn: gthread.TConn) -> bool:
-        # (conn.client: see enqueue_req)
+        # (conn.client: the header's client, set when the header was read)
         self._set_request(req, conn.client, getattr(conn, "proxy_header", None))  # type: ignore[arg-type]
         return super().handle_request(req, conn)
 
@@ -248,7 +367,7 @@ try:
 except ImportError:  # uvicorn-worker is not installed
     pass
 else:
-    from .uvicorn import H11Protocol, configure
+    from .uvicorn import H11Protocol, configure, tls_context
 
     try:
         from .uvicorn import HttpToolsProtocol as _Preferred
@@ -264,17 +383,8 @@ else:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             config = self.config
-            context = None
-            if config.is_ssl:
+            context = tls_context(config) if config.is_ssl else None
+            if context is not None:
                 # Made here, not by uvicorn, which would start TLS before the header.
-                context = ssl.SSLContext(config.ssl_version)
-                context.load_cert_chain(
-                    config.ssl_certfile, config.ssl_keyfile, config.ssl_keyfile_password
-                )
-                context.verify_mode = ssl.VerifyMode(config.ssl_cert_reqs)
-                if config.ssl_ca_certs:
-                    context.load_verify_locations(config.ssl_ca_certs)
-                if config.ssl_ciphers:
-                    context.set_ciphers(config.ssl_ciphers)
                 config.ssl_certfile = config.ssl_keyfile = None
             configure(config, policy_for(self.cfg), context)

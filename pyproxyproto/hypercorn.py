@@ -21,16 +21,14 @@ import signal
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Literal
 
-from hypercorn.asyncio.lifespan import Lifespan
-from hypercorn.asyncio.statsd import StatsdLogger
-from hypercorn.asyncio.tcp_server import TCPServer
-from hypercorn.asyncio.worker_context import WorkerContext
 from hypercorn.config import Config
 from hypercorn.typing import Framework
 from hypercorn.utils import repr_socket_addr, wrap_app
 
-from .aio import _header_reader
-from ._policy import Policy, PolicyOptions
+from ._hypercorn_internals import Lifespan, StatsdLogger, TCPServer, WorkerContext
+from ._log import route_to
+from ._policy import Policy, PolicyOptions, announce, resolve
+from .aio import header_reader
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -52,20 +50,25 @@ async def serve(
     *,
     shutdown_trigger: Callable[[], Coroutine[Any, Any, object]] | None = None,
     mode: Literal["asgi", "wsgi"] | None = None,
+    policy: Policy | None = None,
     **options: Unpack[PolicyOptions],
 ) -> None:
     """Serve ``app`` as ``hypercorn.asyncio.serve`` does, each connection
     starting with a PROXY header.
 
-    ``options`` are the policy options (``trusted``, ``on_untrusted``,
-    ``policy``, ``validate``, ``timeout``, ``max_header_size``, ``v1``,
-    ``v2``, ``stats``; see ``pyproxyproto._policy.Policy``).  Unlike
-    hypercorn's, ``shutdown_trigger`` must return a coroutine (an ``async
-    def``): it runs as a task.
+    ``policy``, or the policy options (see ``pyproxyproto.PolicyOptions``),
+    say who must send a header.  Unlike hypercorn's, ``shutdown_trigger``
+    must return a coroutine (an ``async def``): it runs as a task.  Records
+    go to hypercorn's error log.
     """
-    policy = Policy(**options)
+    rules = resolve(policy, options, "pyproxyproto.hypercorn.serve()")
     if config.quic_bind:
         raise ValueError("quic_bind: PROXY headers come on TCP; HTTP/3 is not supported here")
+    error_logger = getattr(config.log, "error_logger", None)
+    if error_logger is not None:
+        route_to(error_logger)
+    announce(rules, "hypercorn", unix=any(
+        str(bind).startswith("unix:") for bind in config.bind) and not rules.trusts(""))
     asgi = wrap_app(app, config.wsgi_max_body_size, mode)
     loop = asyncio.get_running_loop()
     config.set_statsd_logger_class(StatsdLogger)
@@ -106,7 +109,7 @@ async def serve(
     ):
         for sock in socks:
 
-            factory = _header_reader(serve_connection, policy, context_for)
+            factory = header_reader(serve_connection, rules, context_for)
             servers.append(await loop.create_server(factory, sock=sock, backlog=config.backlog))
             bind = repr_socket_addr(sock.family, sock.getsockname())
             await config.log.info(f"Running on {scheme}://{bind} (PROXY protocol) (CTRL + C to quit)")

@@ -4,15 +4,19 @@
 ``WebSocketProtocol``) reads each connection's header first, so
 ``request.ip`` and ``request.conn_info`` are the header's client.  Sanic
 builds protocols in each worker process, so the options come from the
-PYPROXYPROTO_* environment variables (``options_from_env``), read once per
-process; set them before ``app.run``.  The header is read by
-``pyproxyproto.aio.wrap``; Sanic's own protocol is created once it is done.
+PYPROXYPROTO_* environment variables, read when this module is imported:
+in the main process, before the workers start (a bad value stops the app
+there), and again in each worker.  Set them before importing it.  The
+header is read by ``pyproxyproto.aio.wrap``; Sanic's own protocol is
+created once it is done.  Records go to Sanic's error log unless logging
+is configured otherwise.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -22,16 +26,28 @@ from sanic.server.protocols.websocket_protocol import (
 )
 
 from . import aio
-from ._policy import options_from_env
+from ._env import policy_from_env
+from ._log import route_to
+from ._policy import Policy, announce
 
 __all__ = ["HttpProtocol", "WebSocketProtocol"]
 
 
+def _policy() -> Policy:
+    route_to(logging.getLogger("sanic.error"))
+    policy = policy_from_env()
+    announce(policy, "sanic")
+    return policy
+
+
+# Checked on import: in the main process that is before the workers start.
+_POLICY = _policy()
+
+
 @functools.cache
 def _factory(base: type[asyncio.Protocol]) -> Callable[..., asyncio.Protocol]:
-    # Once per process and class: the options are checked (and the trusted
-    # networks compiled) once, not per connection.
-    return aio.wrap(base, **options_from_env())
+    # Once per process and class.
+    return aio.wrap(base, policy=_POLICY)
 
 
 class HttpProtocol(_SanicHttpProtocol):

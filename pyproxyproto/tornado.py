@@ -14,34 +14,29 @@ header is read.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import ssl
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import tornado.httpserver
 from tornado.iostream import IOStream, StreamClosedError
 
-from ._errors import Incomplete, ProxyProtocolError
-from ._policy import (
-    DEFAULT_MAX_HEADER_SIZE,
-    DEFAULT_TIMEOUT,
-    FIRST_PEEK,
-    REJECT,
-    SKIP,
-    Decision,
-    PeerAddress,
-    Policy,
-    Stats,
-    Trusted,
-)
+from . import Handshake
+from ._log import logger, route_to
+from ._networks import PeerAddress
+from ._policy import FIRST_PEEK, Policy, announce, resolve
+from ._step import READ, SERVE
+from .sockets import absorb
 
 if TYPE_CHECKING:
-    from typing import Literal
-
     from tornado.httputil import HTTPServerConnectionDelegate, HTTPServerRequest
+    from typing_extensions import Unpack
 
     from . import ProxyHeader
+    from ._policy import PolicyOptions
 
 __all__ = ["HTTPServer", "proxy_header"]
 
@@ -49,11 +44,11 @@ __all__ = ["HTTPServer", "proxy_header"]
 class HTTPServer(tornado.httpserver.HTTPServer):
     """A Tornado HTTPServer behind a PROXY header.
 
-    Takes Tornado's arguments, plus the policy's (``trusted``,
-    ``on_untrusted``, ``policy``, ``validate``, ``timeout``, ``v1``,
-    ``v2``, ``stats``); the header size limit is ``max_proxy_header_size``,
-    since ``max_header_size`` is Tornado's limit for HTTP headers.
-    A connection given up on is counted, logged once and closed before
+    Takes Tornado's arguments, plus ``policy`` (a ``pyproxyproto.Policy``)
+    or the policy options (see ``pyproxyproto.PolicyOptions``) but for
+    ``max_header_size``, which is Tornado's limit for HTTP headers: give the
+    PROXY header's limit as ``policy=Policy(max_header_size=...)``.  A
+    connection given up on is counted, logged once and closed before
     Tornado sees it.
     """
 
@@ -62,44 +57,50 @@ class HTTPServer(tornado.httpserver.HTTPServer):
         request_callback: HTTPServerConnectionDelegate | Callable[[HTTPServerRequest], None],
         *args: Any,
         ssl_options: dict[str, Any] | ssl.SSLContext | None = None,
-        trusted: Trusted | None = None,
-        on_untrusted: Literal["reject", "ignore", "skip"] | None = None,
-        policy: Callable[[PeerAddress], Decision] | None = None,
-        validate: Callable[[ProxyHeader], object] | None = None,
-        timeout: float | None = DEFAULT_TIMEOUT,
-        max_proxy_header_size: int = DEFAULT_MAX_HEADER_SIZE,
-        v1: bool = True,
-        v2: bool = True,
-        stats: Stats | None = None,
+        policy: Policy | None = None,
         **kwargs: Any,
     ) -> None:
-        self.proxy_policy = Policy(
-            trusted=trusted, on_untrusted=on_untrusted, policy=policy, validate=validate,
-            timeout=timeout, max_header_size=max_proxy_header_size, v1=v1, v2=v2, stats=stats,
-        )
+        options = {name: kwargs.pop(name) for name in _OPTIONS if name in kwargs}
+        if "max_proxy_header_size" in kwargs:
+            warnings.warn(
+                "max_proxy_header_size is deprecated: give policy=Policy(max_header_size=...)",
+                DeprecationWarning, stacklevel=3,
+            )
+            options["max_header_size"] = kwargs.pop("max_proxy_header_size")
+        self.proxy_policy = resolve(policy, options, "tornado HTTPServer()")  # type: ignore[arg-type]
+        route_to(logging.getLogger("tornado.general"))
+        announce(self.proxy_policy, "tornado")
+        if kwargs.get("xheaders"):
+            logger.warning(
+                "tornado: xheaders=True lets any client's X-Real-Ip or X-Forwarded-For "
+                "replace the address from its PROXY header; leave xheaders off behind a "
+                "PROXY balancer"
+            )
         # Tornado would wrap the socket in TLS before handle_stream; the
         # header comes first, so TLS is started here, after it.
         self.proxy_ssl_options = ssl_options
         super().initialize(request_callback, *args, **kwargs)
 
     async def handle_stream(self, stream: IOStream, address: PeerAddress) -> None:  # type: ignore[override]
-        policy = self.proxy_policy
-        decision = policy.decide(address)
-        client, header = address, None
-        try:
-            if decision == REJECT:
-                raise policy.refuse_peer(address)
-            if decision == SKIP:
-                policy.skipped()
-            else:
-                header = await _read_header(stream, policy, address)
-                client, header = policy.accept(header, address, decision)
-            if self.proxy_ssl_options is not None:
-                stream = await stream.start_tls(True, self.proxy_ssl_options)
-        except (ProxyProtocolError, OSError, StreamClosedError, ssl.SSLError, ValueError):
+        hs = Handshake(self.proxy_policy)
+        sock = stream.socket
+        local = sock.getsockname() if isinstance(address, (str, bytes)) else None
+        if hs.begin(address, local) is READ:
+            try:
+                await asyncio.wait_for(_read(sock, hs), hs.timeout)
+            except asyncio.TimeoutError:
+                hs.timed_out()
+        if hs.step is not SERVE:
             stream.close()
             return
-        stream.proxy_header = header  # type: ignore[attr-defined]
+        try:
+            if self.proxy_ssl_options is not None:
+                stream = await stream.start_tls(True, self.proxy_ssl_options)
+        except (OSError, StreamClosedError, ssl.SSLError, ValueError):
+            stream.close()
+            return
+        stream.proxy_header = hs.believed  # type: ignore[attr-defined]
+        client = hs.client
         # Tornado reads only the host of an IP address; anything else
         # (a UNIX header over TCP) leaves the socket's own peer, as Tornado
         # gave it (its annotation says tuple; a UNIX listener gives a str).
@@ -108,55 +109,45 @@ class HTTPServer(tornado.httpserver.HTTPServer):
         )
 
 
+# The policy options a Tornado HTTPServer takes as keywords (max_header_size
+# is Tornado's own).
+_OPTIONS = ("trusted", "on_untrusted", "decide", "validate", "timeout", "v1", "v2", "stats")
+
+
 def proxy_header(request: HTTPServerRequest) -> ProxyHeader | None:
     """The header of ``request``'s connection (None: none expected, or not believed)."""
     stream = getattr(request.connection, "stream", None)
     return getattr(stream, "proxy_header", None)
 
 
-async def _read_header(stream: IOStream, policy: Policy, peer: PeerAddress) -> ProxyHeader:
-    data = bytearray()
-    try:
-        return await asyncio.wait_for(_read_exactly(stream, policy, peer, data), policy.timeout)
-    except asyncio.TimeoutError:
-        raise policy.timed_out(peer, len(data)) from None
-
-
-async def _read_exactly(
-    stream: IOStream, policy: Policy, peer: PeerAddress, data: bytearray
-) -> ProxyHeader:
-    sock = stream.socket
+async def _read(sock: socket.socket, hs: Handshake) -> None:
+    """Drive ``hs`` over the non-blocking ``sock``: wait until bytes arrive,
+    peek them, and take only the header's.  The socket is read directly, not
+    through the IOStream: an idle IOStream may read ahead into its own
+    buffer, and TLS cannot start over a non-empty one."""
     loop = asyncio.get_running_loop()
-    while True:
+    taken = 0
+    while hs.step is READ:
+        await _readable(loop, sock)
         try:
-            return policy.parse(data)
-        except Incomplete as exc:
-            needed = exc.needed
-        except ProxyProtocolError as exc:
-            raise policy.refuse_header(peer, exc) from None
-        # Wait for exactly what the parser asks for.  The socket is read
-        # through asyncio, not the IOStream: an idle IOStream may read ahead
-        # into its own buffer, and TLS cannot start over a non-empty one.
-        try:
-            chunk = await loop.sock_recv(sock, needed - len(data))
-        except OSError as exc:
-            raise policy.closed_early(peer, len(data), needed, exc) from None
-        if not chunk:
-            raise policy.closed_early(peer, len(data), needed)
-        data += chunk
-        # ...then take, without waiting, whatever more of the header has
-        # already arrived, and nothing after it.
-        try:
-            peeked = sock.recv(FIRST_PEEK, socket.MSG_PEEK)
+            peeked = sock.recv(max(hs.needed, FIRST_PEEK) - taken, socket.MSG_PEEK)
+            taken = absorb(sock, hs, peeked, taken)
         except (BlockingIOError, InterruptedError):
             continue
         except OSError as exc:
-            raise policy.closed_early(peer, len(data), needed, exc) from None
-        try:
-            take = policy.parse(data + peeked).length - len(data)
-        except ProxyProtocolError:
-            # A strict prefix (Incomplete) is all header; an invalid one is
-            # about to be refused.
-            take = len(peeked)
-        if take:
-            data += sock.recv(take)
+            hs.closed(exc)
+
+
+async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    ready: asyncio.Future[None] = loop.create_future()
+    fd = sock.fileno()
+
+    def readable() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(fd, readable)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)

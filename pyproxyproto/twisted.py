@@ -2,33 +2,37 @@
 ``pyproxyproto:`` endpoint-string parser (registered by twisted/plugins).
 
 ``pyproxyproto:tcp:port=9080:trusted=10.0.0.0/8`` listens like ``tcp:``
+(``pyproxyproto:unix:address=/run/app.sock:trusted=unix`` like ``unix:``)
 and reads each connection's header before the application's protocol
 exists; that protocol is built for, and its transport reports
 (getPeer/getHost), the header's addresses.  ``pyproxyproto:ssl:...``
 takes ``ssl:``'s arguments and starts TLS after the plaintext header, as
 balancers send it.  Policy arguments: ``trusted`` (comma-separated
-networks, ``*`` for every peer; escape an IPv6 network's colons as
-``\\:``), ``on_untrusted``, ``policy`` and ``validate`` (``module:attr``,
-colon escaped), ``timeout``, ``max_header_size``, ``versions``, ``stats``;
-unset ones come from the PYPROXYPROTO_* variables.  daphne and twistd
+networks, ``unix`` for Unix-socket peers, ``*`` for every peer; escape an
+IPv6 network's colons as ``\\:``), ``on_untrusted``, ``decide`` and
+``validate`` (``module:attr``, colon escaped), ``timeout``,
+``max_header_size``, ``versions``, ``stats``; unset ones come from the
+PYPROXYPROTO_* variables.  daphne and twistd
 take the endpoint as they take any other: ``daphne -e pyproxyproto:tcp:port=9080 app:application``.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Protocol, Union, cast
 
 from twisted.internet import interfaces
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
-from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint, serverFromString
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger, LogLevel
 from twisted.plugin import IPlugin
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import directlyProvides, implementer, providedBy
 
-from ._errors import Incomplete, ProxyProtocolError
-from ._header import Address
-from ._policy import (
+from . import Handshake
+from ._env import (
+    ENV_DECIDE,
     ENV_MAX_HEADER_SIZE,
     ENV_ON_UNTRUSTED,
     ENV_POLICY,
@@ -37,21 +41,23 @@ from ._policy import (
     ENV_TRUSTED,
     ENV_VALIDATE,
     ENV_VERSIONS,
-    REJECT,
-    SKIP,
-    Decision,
-    PeerAddress,
-    Policy,
-    PolicyOptions,
     options_from_env,
     policy_from_env,
+    trusts_every_peer,
 )
+from ._header import Address
+from ._log import _Routed, route
+from ._networks import PeerAddress
+from ._policy import Policy, PolicyOptions, announce, resolve
+from ._step import READ, SERVE
+from ._twisted_internals import split_ssl_endpoint
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from twisted.internet.defer import Deferred
     from twisted.python.failure import Failure
+    from typing_extensions import Unpack
 
     from . import ProxyHeader
 
@@ -124,7 +130,9 @@ def _peer_address(address: object) -> PeerAddress:
     if isinstance(address, (IPv4Address, IPv6Address)):
         return (address.host, address.port)
     if isinstance(address, UNIXAddress):
-        return address.name
+        # An unnamed Unix-socket peer (a client's end) is "", as getpeername() says.
+        name = address.name
+        return "" if name is None else name
     return None
 
 
@@ -144,8 +152,9 @@ def _twisted_address(address: Address) -> interfaces.IAddress:
 
 @implementer(interfaces.IHalfCloseableProtocol)
 class _HeaderProtocol(ProtocolWrapper):
-    """Reads the header; then builds the wrapped protocol for the header's
-    client and hands it the connection and the bytes after the header."""
+    """Reads the header through a Handshake; then builds the wrapped protocol
+    for the header's client and hands it the connection and the bytes after
+    the header."""
 
     factory: ProxyProtocolFactory
     wrappedProtocol: _ApplicationProtocol | None  # type: ignore[assignment]
@@ -154,12 +163,8 @@ class _HeaderProtocol(ProtocolWrapper):
     def __init__(self, factory: ProxyProtocolFactory) -> None:
         # The application's protocol is built once the header is read.
         super().__init__(factory, None)  # type: ignore[arg-type]
-        self._peer: PeerAddress = None
-        self._decision: Decision = REJECT
-        self._data = b""
-        self._needed = 0
+        self._handshake = Handshake(factory.policy)
         self._timer: _DelayedCall | None = None
-        self._gave_up = False
         self._source: interfaces.IAddress | None = None
         self._destination: interfaces.IAddress | None = None
         self.proxy_header: ProxyHeader | None = None
@@ -171,49 +176,34 @@ class _HeaderProtocol(ProtocolWrapper):
         self.connected = 1
         self.transport = transport
         self._transport = cast(_Transport, transport)
-        policy = self.factory.policy
-        self._peer = _peer_address(self._transport.getPeer())
-        self._decision = policy.decide(self._peer)
-        if self._decision == REJECT:
-            policy.refuse_peer(self._peer)
-            self._give_up()
-        elif self._decision == SKIP:
-            policy.skipped()
-            self._hand_over(b"")
-        elif policy.timeout is not None:
-            self._timer = self.factory.reactor.callLater(policy.timeout, self._expire)
+        hs = self._handshake
+        peer = _peer_address(self._transport.getPeer())
+        local = _peer_address(self._transport.getHost()) if isinstance(peer, str) else None
+        step = hs.begin(peer, local)
+        if step is READ:
+            if hs.timeout is not None:
+                self._timer = self.factory.reactor.callLater(hs.timeout, self._expire)
+        else:
+            self._finish()
 
     def dataReceived(self, data: bytes) -> None:
         if self.wrappedProtocol is not None:
             self.wrappedProtocol.dataReceived(data)
-            return
-        if self._gave_up:
-            return
-        self._data += data
-        policy = self.factory.policy
-        try:
-            header = policy.parse(self._data)
-        except Incomplete as exc:
-            self._needed = exc.needed
-            return
-        except ProxyProtocolError as exc:
-            policy.refuse_header(self._peer, exc)
-            self._give_up()
-            return
+        elif self._handshake.step is READ and self._handshake.feed(data) is not READ:
+            self._finish()
+
+    def _finish(self) -> None:
+        """The handshake ended: serve the connection, or drop it."""
         self._cancel_timer()
-        try:
-            _, believed = policy.accept(header, self._peer, self._decision)
-        except ProxyProtocolError:  # refused by validate: counted and logged
-            self._give_up()
+        hs = self._handshake
+        if hs.step is not SERVE:
+            self._transport.abortConnection()
             return
+        believed = hs.believed
         if believed is not None and believed.source is not None and believed.destination is not None:
             self._source = _twisted_address(believed.source)
             self._destination = _twisted_address(believed.destination)
         self.proxy_header = believed
-        self._hand_over(self._data[header.length :])
-
-    def _hand_over(self, rest: bytes) -> None:
-        self._data = b""
         wrapped_factory = cast(_ProtocolFactory, self.factory.wrappedFactory)
         protocol = wrapped_factory.buildProtocol(self.getPeer())
         if protocol is None:
@@ -221,23 +211,20 @@ class _HeaderProtocol(ProtocolWrapper):
             return
         self.wrappedProtocol = protocol
         protocol.makeConnection(self)
+        rest = hs.rest
         if rest and self.connected:
             protocol.dataReceived(rest)
 
     def _expire(self) -> None:
         self._timer = None
-        self.factory.policy.timed_out(self._peer, len(self._data))
-        self._give_up()
+        if self._handshake.step is READ:
+            self._handshake.timed_out()
+            self._transport.abortConnection()
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-
-    def _give_up(self) -> None:
-        self._gave_up = True
-        self._cancel_timer()
-        self._transport.abortConnection()
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
         self._cancel_timer()
@@ -245,19 +232,17 @@ class _HeaderProtocol(ProtocolWrapper):
             super().connectionLost(reason)  # type: ignore[no-untyped-call]
             return
         self.factory.unregisterProtocol(self)  # type: ignore[no-untyped-call]
-        if not self._gave_up:
-            self.factory.policy.closed_early(
-                self._peer, len(self._data), self._needed, reason.value
-            )
+        if self._handshake.step is READ:
+            self._handshake.closed(reason.value)
 
     # Half-close reaches the wrapped protocol as it would without us.
     def readConnectionLost(self) -> None:
         inner = self.wrappedProtocol
         if inner is None:
-            if not self._gave_up:
-                policy = self.factory.policy
-                policy.closed_early(self._peer, len(self._data), self._needed)
-                self._give_up()
+            if self._handshake.step is READ:
+                self._handshake.closed()
+                self._cancel_timer()
+                self._transport.abortConnection()
         elif interfaces.IHalfCloseableProtocol.providedBy(inner):
             cast(_HalfCloseable, inner).readConnectionLost()
         else:
@@ -277,7 +262,15 @@ class _HeaderProtocol(ProtocolWrapper):
         return self._destination or self._transport.getHost()
 
 
-class ProxyProtocolFactory(WrappingFactory[_HeaderProtocol]):
+if TYPE_CHECKING:
+    _WrappingFactory = WrappingFactory[_HeaderProtocol]
+else:
+    # Twisted made WrappingFactory generic after 22.10; before, it cannot
+    # be subscripted at run time.
+    _WrappingFactory = WrappingFactory
+
+
+class ProxyProtocolFactory(_WrappingFactory):
     """Wrap a server factory: each connection's header is read first, then
     ``wrappedFactory.buildProtocol`` is called with the header's client.
     With ``tls`` (an OpenSSL context factory) TLS starts after the header.
@@ -288,10 +281,11 @@ class ProxyProtocolFactory(WrappingFactory[_HeaderProtocol]):
     def __init__(
         self,
         wrappedFactory: interfaces.IProtocolFactory,
-        policy: Policy,
+        policy: Policy | None = None,
         *,
         tls: _TLSOptions | None = None,
         reactor: interfaces.IReactorTime | None = None,
+        **options: Unpack[PolicyOptions],
     ) -> None:
         inner: object = wrappedFactory
         if tls is not None:
@@ -301,7 +295,7 @@ class ProxyProtocolFactory(WrappingFactory[_HeaderProtocol]):
             from twisted.internet import reactor as global_reactor
 
             reactor = cast(interfaces.IReactorTime, global_reactor)
-        self.policy = policy
+        self.policy = resolve(policy, options, "ProxyProtocolFactory()")
         self.reactor = cast(_Clock, reactor)
 
     def buildProtocol(self, addr: interfaces.IAddress) -> _HeaderProtocol:  # type: ignore[override]
@@ -322,13 +316,14 @@ class ProxyProtocolServerEndpoint:
     def __init__(
         self,
         endpoint: interfaces.IStreamServerEndpoint,
-        policy: Policy,
+        policy: Policy | None = None,
         *,
         tls: _TLSOptions | None = None,
         reactor: interfaces.IReactorTime | None = None,
+        **options: Unpack[PolicyOptions],
     ) -> None:
         self.endpoint = endpoint
-        self.policy = policy
+        self.policy = resolve(policy, options, "ProxyProtocolServerEndpoint()")
         self.tls = tls
         self.reactor = reactor
 
@@ -336,23 +331,40 @@ class ProxyProtocolServerEndpoint:
         self, protocolFactory: interfaces.IProtocolFactory
     ) -> Deferred[interfaces.IListeningPort]:
         factory = ProxyProtocolFactory(
-            protocolFactory, self.policy, tls=self.tls, reactor=self.reactor
+            protocolFactory, policy=self.policy, tls=self.tls, reactor=self.reactor
         )
         return cast(_Listener, self.endpoint).listen(factory)
 
 
 # Endpoint-string arguments for the policy, as the PYPROXYPROTO_* variables
-# they mirror (same syntax, same checks).
+# they mirror (same syntax, same checks; messages name the argument).
 _POLICY_ARGUMENTS = {
     "trusted": ENV_TRUSTED,
     "on_untrusted": ENV_ON_UNTRUSTED,
-    "policy": ENV_POLICY,
+    "decide": ENV_DECIDE,
     "validate": ENV_VALIDATE,
     "timeout": ENV_TIMEOUT,
     "max_header_size": ENV_MAX_HEADER_SIZE,
     "versions": ENV_VERSIONS,
     "stats": ENV_STATS,
+    "policy": ENV_POLICY,  # decide's old name
 }
+
+
+class _ToTwistedLog(_Routed):
+    """Hands the ``pyproxyproto`` records to Twisted's log (twistd, twist)."""
+
+    _LEVELS = ((logging.ERROR, LogLevel.error), (logging.WARNING, LogLevel.warn),
+               (logging.INFO, LogLevel.info))
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._log = Logger(namespace="pyproxyproto")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        level = next((ours for theirs, ours in self._LEVELS if record.levelno >= theirs),
+                     LogLevel.debug)
+        self._log.emit(level, "{message}", message=record.getMessage())
 
 
 @implementer(IPlugin, interfaces.IStreamServerEndpointStringParser)
@@ -364,38 +376,35 @@ class ProxyProtocolServerParser:
     def parseStreamServer(
         self, reactor: interfaces.IReactorTime, *args: str, **kwargs: str
     ) -> ProxyProtocolServerEndpoint:
-        if not args or args[0] not in ("tcp", "ssl"):
+        if not args or args[0] not in ("tcp", "ssl", "unix"):
             raise ValueError(
-                "pyproxyproto: endpoints are pyproxyproto:tcp:port=N[:...] "
-                "or pyproxyproto:ssl:port=N:privateKey=...[:...]"
+                "pyproxyproto: endpoints are pyproxyproto:tcp:port=N[:...], "
+                "pyproxyproto:ssl:port=N:privateKey=...[:...] "
+                "or pyproxyproto:unix:address=PATH[:...]"
             )
         kind, *rest = args
+        route(_ToTwistedLog(), logging.INFO)
         given = {
             _POLICY_ARGUMENTS[name]: kwargs.pop(name)
             for name in list(kwargs)
             if name in _POLICY_ARGUMENTS
         }
-        overrides: PolicyOptions = options_from_env(given)
-        if given.get(ENV_TRUSTED, "").strip() == "*":
+        names = {env: f"the endpoint argument {arg}" for arg, env in _POLICY_ARGUMENTS.items()}
+        overrides = options_from_env(given, names)
+        if trusts_every_peer(given):
             overrides["trusted"] = None  # every peer, whatever the environment says
-        policy = policy_from_env(**overrides)
+        origin = "the endpoint argument trusted" if ENV_TRUSTED in given else None
+        policy = policy_from_env(None, origin, **overrides)
+        announce(policy, "the pyproxyproto: endpoint", unix=kind == "unix" and not policy.trusts(""))
         inner: interfaces.IStreamServerEndpoint = serverFromString(  # type: ignore[no-untyped-call]
             reactor, _unparse(kind, rest, kwargs)
         )
-        if kind == "tcp":
-            return ProxyProtocolServerEndpoint(inner, policy, reactor=reactor)
-        # ssl: listen on plain TCP with ssl:'s port, interface and backlog,
-        # and start TLS with its certificate after the header.
-        ssl = cast(SSL4ServerEndpoint, inner)
-        tcp = TCP4ServerEndpoint(  # type: ignore[no-untyped-call]
-            reactor, ssl._port, ssl._backlog, ssl._interface
-        )
-        return ProxyProtocolServerEndpoint(
-            cast(interfaces.IStreamServerEndpoint, tcp),
-            policy,
-            tls=ssl._sslContextFactory,
-            reactor=reactor,
-        )
+        if kind in ("tcp", "unix"):
+            return ProxyProtocolServerEndpoint(inner, policy=policy, reactor=reactor)
+        # ssl: listen on plain TCP where ssl: would, and start TLS with its
+        # certificate after the header.
+        tcp, tls = split_ssl_endpoint(reactor, inner)
+        return ProxyProtocolServerEndpoint(tcp, policy=policy, tls=tls, reactor=reactor)
 
 
 def _unparse(kind: str, args: list[str], kwargs: dict[str, str]) -> str:

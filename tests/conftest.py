@@ -14,7 +14,7 @@ a missing extension is an error, not a silent skip.
 import pytest
 
 import pyproxyproto
-from pyproxyproto import _policy, aio
+from pyproxyproto import _log, aio
 from pyproxyproto._backend import available
 
 BACKENDS = available()
@@ -60,7 +60,7 @@ def both_backends():
 @pytest.fixture(autouse=True)
 def _fresh_log_limiter():
     """Each test starts with a full budget of warning records."""
-    _policy._limiter.reset()
+    _log.limiter.reset()
 
 
 def pytest_report_header(config):
@@ -75,11 +75,11 @@ def pytest_report_header(config):
     )
 
 
-@pytest.fixture(params=sorted(aio._HEADER_PROTOCOLS), ids=lambda name: f"aio-{name}")
+@pytest.fixture(params=sorted(aio.PROTOCOL_MODULES), ids=lambda name: f"aio-{name}")
 def header_protocol(request, monkeypatch):
     """Each implementation of aio's header protocol in turn (the compiled
-    one whenever pyproxyproto._aio_c is there), for servers wrapped inside
-    the test."""
-    cls = aio._HEADER_PROTOCOLS[request.param]
-    monkeypatch.setattr(aio, "_HeaderProtocol", cls)
-    return cls
+    one whenever pyproxyproto._aio_protocol_c is there), for servers
+    wrapped inside the test."""
+    module = aio.PROTOCOL_MODULES[request.param]
+    monkeypatch.setattr(aio, "protocols", module)
+    return module.HeaderProtocol

@@ -1,5 +1,6 @@
-"""Valid headers of every kind, shared by the tests."""
+"""Valid headers of every kind, and the buffer types they may arrive in, shared by the tests."""
 
+import array
 import socket
 import struct
 
@@ -47,3 +48,16 @@ VALID = {
         ],
     ),
 }
+
+
+def buffers(data):
+    """``data`` as every kind of buffer parse() accepts: (label, buffer) pairs."""
+    padded = bytearray(b"xx" + data + b"yy")
+    yield "bytes", data
+    yield "bytearray", bytearray(data)
+    yield "memoryview", memoryview(data)
+    yield "memoryview slice at an offset", memoryview(padded)[2:-2]
+    yield "array('B')", array.array("B", data)
+    if len(data) % 2 == 0:
+        yield "array('H')", array.array("H", data)
+    yield "bytes subclass", type("B", (bytes,), {})(data)

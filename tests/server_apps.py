@@ -53,7 +53,7 @@ def run_hypercorn() -> None:
     PYPROXYPROTO_* variables (trusted networks in PYPROXYPROTO_TRUSTED)."""
     from hypercorn.config import Config
 
-    from pyproxyproto._policy import options_from_env
+    from pyproxyproto._env import options_from_env
     from pyproxyproto.hypercorn import serve
 
     config = Config()

@@ -14,7 +14,7 @@ import time
 import pytest
 
 import pyproxyproto as pp
-from pyproxyproto import aio
+from pyproxyproto import _asyncio_internals, aio
 
 from tests.integration_helpers import (
     CLIENT,
@@ -266,7 +266,7 @@ def test_untrusted_peer_is_rejected_before_reading(caplog):
     assert reply == b"" and made == []
     [message] = rejections(caplog)
     assert message.startswith("closed connection from 127.0.0.1:")
-    assert message.endswith("peer is not in the trusted networks")
+    assert "peer is not in the trusted networks (10.0.0.0/8, from trusted=)" in message
 
 
 def test_untrusted_peer_ignored_keeps_the_socket_address(caplog):
@@ -301,7 +301,11 @@ def test_invalid_header_is_closed_and_logged_once(data, options, caplog):
     reply, _, made = given_up([data], **options)
     assert reply == b"" and made == []
     [message] = rejections(caplog)
-    assert "127.0.0.1:" in message and "invalid PROXY header" in message
+    if data is PAYLOAD:  # no header at all: told apart from a malformed one
+        assert "127.0.0.1:" in message and "the peer sent no PROXY header" in message
+        assert "an HTTP request (b'GET / HTTP/1.1')" in message
+    else:
+        assert "127.0.0.1:" in message and "invalid PROXY header" in message
 
 
 def test_slowloris_is_closed_at_the_deadline_not_before(caplog):
@@ -598,6 +602,17 @@ def test_untrusted_datagrams(caplog):
     assert received == [(b"y", proxy)] and replies == [b"re:y"]
 
 
+def test_a_v1_header_in_a_datagram_is_refused(caplog):
+    # v1 has no datagram form: the spec defines datagrams for v2 only.
+    stats = pp.Stats()
+    received, replies, _ = datagram_exchange(
+        [pp.build(CLIENT, SERVER, version=1) + b"x", DGRAM + b"ok"], stats=stats)
+    assert received == [(b"ok", CLIENT)] and replies == [b"re:ok"]
+    assert stats.rejected_invalid == 1 and stats.accepted_v2 == 1
+    [message] = rejections(caplog)
+    assert "a v1 PROXY header in a datagram" in message
+
+
 def test_local_datagram_keeps_the_real_address():
     received, _, proxy = datagram_exchange([pp.build(command=pp.Command.LOCAL) + b"hc"])
     assert received == [(b"hc", proxy)]
@@ -614,7 +629,7 @@ def test_asyncio_socket_transport_still_keeps_its_extra_info_in_a_dict():
     from asyncio import selector_events, transports
 
     cls = selector_events._SelectorSocketTransport
-    assert aio._DIRECT_TRANSPORT is cls
+    assert _asyncio_internals.DIRECT_TRANSPORT is cls
     assert cls.get_extra_info is transports.BaseTransport.get_extra_info
     assert "_extra" in transports.BaseTransport.__slots__
     a, b = socket.socketpair()
@@ -659,16 +674,40 @@ def test_a_rewritten_asyncio_transport_turns_the_direct_path_off(monkeypatch):
     from asyncio import selector_events
 
     cls = selector_events._SelectorSocketTransport
-    assert aio._direct_transport_type() is cls
+    assert _asyncio_internals.direct_transport_type() is cls
 
     def set_protocol(self, protocol):
         self._protocol = self._wrapped_protocol = protocol
 
     monkeypatch.setattr(cls, "set_protocol", set_protocol)
-    assert aio._direct_transport_type() is None
+    assert _asyncio_internals.direct_transport_type() is None
     monkeypatch.undo()
     monkeypatch.setattr(cls, "is_reading", lambda self: not self._reading)
-    assert aio._direct_transport_type() is None
+    assert _asyncio_internals.direct_transport_type() is None
+    monkeypatch.undo()
+
+    def read_ready(self):
+        self._cached_protocol.data_received(self._sock.recv(self.max_size))
+
+    monkeypatch.setattr(cls, "_read_ready__data_received", read_ready)
+    assert _asyncio_internals.direct_transport_type() is None
+
+
+def test_with_the_guard_tripped_every_transport_is_wrapped(header_protocol, monkeypatch):
+    """The fallback: with the direct path off, asyncio's transport gets the
+    wrapping transport, and the application sees the same."""
+    internals = sys.modules[header_protocol.__module__.replace("_aio_protocol", "_asyncio_internals")]
+    monkeypatch.setattr(internals, "DIRECT_TRANSPORT", None)
+
+    async def main():
+        async with serving(Recorder) as address:
+            reply, _ = await send(address, V2 + PAYLOAD)
+        return reply, Recorder.instances[0]
+
+    reply, inner = run(main())
+    assert reply == PAYLOAD
+    assert type(inner.transport).__name__ == "ProxiedTransport"
+    assert inner.extra["peername"] == CLIENT and inner.extra["socket"].getpeername() == CLIENT
 
 
 def test_inner_protocol_gets_asyncio_transport_itself():
@@ -679,7 +718,7 @@ def test_inner_protocol_gets_asyncio_transport_itself():
 
     reply, transport = run(main())
     assert reply == PAYLOAD
-    assert type(transport) is aio._DIRECT_TRANSPORT
+    assert type(transport) is _asyncio_internals.DIRECT_TRANSPORT
     assert transport.get_extra_info("peername") == CLIENT
 
 
@@ -724,16 +763,17 @@ def test_the_compiled_header_protocol_is_the_default_when_built():
     # In a fresh interpreter: here the fixture has replaced the default.
     import subprocess
 
-    code = "from pyproxyproto import aio; print(aio._HeaderProtocol.__module__)"
+    code = "from pyproxyproto import aio; print(aio.protocols.__name__)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    expected = "pyproxyproto._aio_c" if "cython" in aio._HEADER_PROTOCOLS else "pyproxyproto.aio"
+    compiled = "pyproxyproto._aio_protocol_c"
+    expected = compiled if "cython" in aio.PROTOCOL_MODULES else "pyproxyproto._aio_protocol"
     assert out.stdout.strip() == expected
     def flag(name):
         return os.environ.get(name, "") not in ("", "0")
 
     # PYPROXYPROTO_NO_EXTENSIONS wins over PYPROXYPROTO_REQUIRE_EXTENSIONS.
     if flag("PYPROXYPROTO_REQUIRE_EXTENSIONS") and not flag("PYPROXYPROTO_NO_EXTENSIONS"):
-        assert expected == "pyproxyproto._aio_c"
+        assert expected == compiled
 
 
 class Echo(asyncio.Protocol):
@@ -752,8 +792,7 @@ class Echo(asyncio.Protocol):
 def test_asyncio_transport_finds_its_loop_without_get_running_loop(header_protocol, monkeypatch):
     """get_running_loop() makes a getpid() system call each time; on asyncio's
     own transport the deadline sweep takes the transport's loop instead."""
-    module = sys.modules[header_protocol.__module__]
-    owner = asyncio if module is aio else module
+    owner = asyncio
     real = asyncio.get_running_loop
     calls = []
 

@@ -58,7 +58,9 @@ def test_no_addresses_is_local():
         ((("1.2.3.4", 1), ("1.2.3.4", 2)), {"protocol": 0}, "protocol"),
         ((), {"tlvs": [(1, b"x" * 65536)]}, "limit is 65535"),
         ((), {"tlvs": [(C.PP2_TYPE_UNIQUE_ID, b"x" * 129)]}, "limit is 128"),
-        ((), {"tlvs": [(C.PP2_TYPE_AUTHORITY, b"x" * 256)]}, "limit is 255"),
+        # AUTHORITY has no cap of its own, only the header's 65535 bytes.
+        ((("1.2.3.4", 1), ("1.2.3.4", 2)), {"tlvs": [(C.PP2_TYPE_AUTHORITY, b"x" * 65521)]},
+         "at most 65535"),
         ((), {"tlvs": [(C.PP2_TYPE_CRC32C, b"x")]}, "exactly 4"),
         ((), {"tlvs": [(C.PP2_TYPE_CRC32C, b"xxxx")], "crc32c": True}, "already has one"),
         ((), {"tlvs": [(256, b"")]}, "0 to 255"),
@@ -112,6 +114,12 @@ CASES = [
     ((), {"version": 1}),
     ((), {"command": pp.Command.LOCAL, "tlvs": [(C.PP2_TYPE_NOOP, b"")]}),
     ((("10.0.0.1", 1), ("10.0.0.2", 2)), {"command": pp.Command.LOCAL}),
+    # AUTHORITY longer than HAProxy's 255: up to what the header can hold
+    # (Envoy's suite sends 65520 bytes after an IPv4 block).
+    ((("1.2.3.4", 1), ("1.2.3.4", 2)), {"tlvs": [(C.PP2_TYPE_AUTHORITY, b"a" * 65520)]}),
+    ((("2001:db8::1", 1, 0, 0), ("::1", 2, 0, 0)),
+     {"tlvs": [(C.PP2_TYPE_AUTHORITY, b"long.example" * 100)], "crc32c": True}),
+    ((), {"tlvs": [(C.PP2_TYPE_AUTHORITY, b"b" * 256)]}),
     (
         (("10.0.0.1", 1), ("10.0.0.2", 2)),
         {

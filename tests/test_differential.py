@@ -2,8 +2,10 @@
 
 For random and mutated inputs, both backends must raise the same exception
 class with the same message, offset and `needed`, or return headers with
-equal to_dict() and repr.  The pure backend's regex fast path is also held
-against its own byte-by-byte scanner, and v1 IPv6 parsing against glibc.
+equal to_dict() and repr.  Headers whose body is ignored (LOCAL, PROXY over
+AF_UNSPEC) also go through the fuzz target's checks, its body rule included.
+The pure backend's regex fast path is also held against its own
+byte-by-byte scanner, and v1 IPv6 parsing against glibc.
 """
 
 import platform
@@ -16,8 +18,10 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import pyproxyproto as pp
+from pyproxyproto import _constants as C
 from pyproxyproto import _parser_py
 
+from tests.fuzz import differential
 from tests.headers import VALID
 from tests.tiers import sweep
 
@@ -123,6 +127,37 @@ def test_mutated_valid_headers(both_backends, tier):
     @given(data=mutated(), kwargs=flags)
     def check(data, kwargs):
         assert_same(both_backends, data, **kwargs)
+
+    check()
+
+
+@st.composite
+def ignored_bodies(draw):
+    """LOCAL (any byte 13) or PROXY over AF_UNSPEC, with a body that is a
+    TLV area, one spoiled at one byte, or random bytes; then payload."""
+    ver_cmd = draw(st.sampled_from([0x20, 0x21]))
+    fam = draw(st.integers(0, 255)) if ver_cmd == 0x20 else 0x00
+    block = bytes(draw(st.sampled_from([0, 12, 36, 216])))
+    tlvs = draw(st.lists(st.tuples(st.sampled_from([0x01, 0x02, 0x03, 0x04, 0x05, 0x20, 0xE0]),
+                                   st.binary(max_size=140)), max_size=4))
+    body = bytearray(block + b"".join(struct.pack("!BH", t, len(v)) + v for t, v in tlvs))
+    kind = draw(st.sampled_from(["tlvs", "spoiled", "random"]))
+    if kind == "spoiled" and body:
+        body[draw(st.integers(0, len(body) - 1))] = draw(st.integers(0, 255))
+    elif kind == "random":
+        body = bytearray(draw(st.binary(max_size=300)))
+    header = C.V2_SIGNATURE + struct.pack("!BBH", ver_cmd, fam, len(body)) + body
+    return bytes(header) + draw(st.binary(max_size=8))
+
+
+@sweep(QUICK, FULL)
+def test_ignored_bodies(both_backends, tier):
+    # The fuzz target's checks, the body rule (its check 6) included.
+    @tier
+    @given(data=ignored_bodies())
+    def check(data):
+        assert_same(both_backends, data)
+        differential.check(data)
 
     check()
 

@@ -84,6 +84,16 @@ class _Skewed:
             return _parser_py.parse(data, **flags)
         if self.how == "crc":
             return _parser_py.parse(data, **{**flags, "verify_checksum": False})
+        if self.how == "strict-body":  # the rule before issue 19: an ignored body must be TLVs
+            h = _parser_py.parse(data, **flags)
+            if h.version == 2 and h.source is None and not h.tlvs and h.length > 16:
+                raise InvalidHeader("v2: not a TLV area", 16)
+            return h
+        if self.how == "authority-cap":  # HAProxy's 255-byte AUTHORITY limit
+            h = _parser_py.parse(data, **flags)
+            if any(t == 0x02 and len(v) > 255 for t, v in h.tlvs):
+                raise InvalidHeader("v2: AUTHORITY over 255 bytes", 28)
+            return h
         raise AssertionError(self.how)
 
 
@@ -98,6 +108,18 @@ class _Skewed:
 def test_checker_catches_a_faulty_backend(monkeypatch, how, seed, error):
     monkeypatch.setattr(differential, "BACKENDS", {"python": _parser_py, "skewed": _Skewed(how)})
     with pytest.raises(error):
+        differential.check(_read(seed))
+
+
+@pytest.mark.parametrize(
+    "how, seed",
+    [("strict-body", "v2-local-body-not-tlvs"), ("strict-body", "v2-proxy-unspec-body-not-tlvs"),
+     ("authority-cap", "v2-tlv-authority-4000")],
+)
+def test_checker_catches_backends_that_agree_on_a_wrong_rule(monkeypatch, how, seed):
+    # Agreement alone cannot see a rule both sides get wrong: check 6 can.
+    monkeypatch.setattr(differential, "BACKENDS", {"skewed": _Skewed(how)})
+    with pytest.raises(AssertionError):
         differential.check(_read(seed))
 
 

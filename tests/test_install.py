@@ -1,6 +1,6 @@
 """How the package installs and starts: one version, the backend each
-interpreter gets, a clear error for a required but missing extension, and
-``python -m pyproxyproto``."""
+interpreter gets, a clear error for a required but missing extension,
+``python -m pyproxyproto``, and the lowest set of its extras' packages."""
 
 import importlib.metadata
 import os
@@ -107,16 +107,64 @@ def test_python_dash_m():
     assert done.stdout.strip().startswith(f"pyproxyproto {pyproxyproto.__version__} (")
 
 
-def test_required_header_protocol_extension_that_is_not_installed():
-    done = python(
-        "import sys; sys.modules['pyproxyproto._aio_c'] = None; from pyproxyproto import aio",
-        PYPROXYPROTO_REQUIRE_EXTENSIONS="1",
-    )
+@pytest.mark.parametrize(
+    "module, check",
+    [
+        ("pyproxyproto._handshake_c",
+         "import pyproxyproto; print(pyproxyproto.Handshake.__module__)"),
+        ("pyproxyproto._aio_protocol_c",
+         "from pyproxyproto import aio; print(aio.protocols.__name__)"),
+    ],
+)
+def test_a_required_compiled_module_that_is_not_installed(module, check):
+    """The modules written once for Cython's pure-Python mode are extensions
+    like the parser: required under the switch, else the .py runs."""
+    done = python(f"import sys; sys.modules[{module!r}] = None; {check}",
+                  PYPROXYPROTO_REQUIRE_EXTENSIONS="1")
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("ImportError: PYPROXYPROTO_REQUIRE_EXTENSIONS=1 is set, but "
-                           "pyproxyproto's C extension (pyproxyproto._aio_c) is not installed")
-    # Without the switch aio falls back to its pure header protocol.
-    done = python("import sys; sys.modules['pyproxyproto._aio_c'] = None\n"
-                  "from pyproxyproto import aio; print(aio._HeaderProtocol.__name__)")
-    assert done.returncode == 0 and done.stdout.split() == ["_PyHeaderProtocol"]
+                           f"pyproxyproto's C extension ({module}) is not installed")
+    # Without the switch the same source runs as Python.
+    done = python(f"import sys; sys.modules[{module!r}] = None\n{check}")
+    assert done.returncode == 0 and done.stdout.split() == [module.removesuffix("_c")]
+
+
+# What the test extra brings that no server runs on: the test tools.
+TEST_TOOLS = {"pytest", "hypothesis", "pytest-benchmark"}
+
+
+def test_the_lowest_set_pins_every_declared_lower_bound():
+    """.ci/constraints-lowest.txt (the lowest set, .ci/lowest.sh) pins each
+    package the test extra brings, its server extras' too, at the lower
+    bound pyproject.toml declares for it."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+    from packaging.version import Version
+
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        extras = tomllib.load(f)["project"]["optional-dependencies"]
+    declared: dict[str, Version] = {}
+    pending, seen = ["test"], set()
+    while pending:
+        extra = pending.pop()
+        seen.add(extra)
+        for requirement in map(Requirement, extras[extra]):
+            name = canonicalize_name(requirement.name)
+            if name == "pyproxyproto":
+                pending += sorted(requirement.extras - seen)
+            elif name not in TEST_TOOLS:
+                (lower,) = [Version(s.version) for s in requirement.specifier if s.operator == ">="]
+                declared[name] = max(lower, declared.get(name, lower))
+    pins = {}
+    for line in (ROOT / ".ci" / "constraints-lowest.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            requirement = Requirement(line)
+            (spec,) = requirement.specifier
+            pins[canonicalize_name(requirement.name)] = spec
+    assert "uvicorn" in declared and "twisted" in declared
+    for name, lower in sorted(declared.items()):
+        assert name in pins, f"{name} (>={lower}) is not in the lowest set"
+        assert pins[name].operator == "==" and Version(pins[name].version) == lower, (
+            f"the lowest set has {name}{pins[name]}, pyproject.toml declares >={lower}")

@@ -139,7 +139,7 @@ def records(caplog):
 _PATH_PARAMS = [
     (path, impl)
     for path in PATHS
-    for impl in (sorted(aio._HEADER_PROTOCOLS) if path in ("asyncio", "uvloop") else [None])
+    for impl in (sorted(aio.PROTOCOL_MODULES) if path in ("asyncio", "uvloop") else [None])
 ]
 
 
@@ -148,14 +148,16 @@ def path(request, caplog, monkeypatch):
     caplog.set_level(logging.DEBUG, logger="pyproxyproto")
     name, impl = request.param
     if impl is not None:
-        monkeypatch.setattr(aio, "_HeaderProtocol", aio._HEADER_PROTOCOLS[impl])
+        monkeypatch.setattr(aio, "protocols", aio.PROTOCOL_MODULES[impl])
     return name
 
 
 def only(stats, **expected):
-    """The counters are exactly ``expected``, all others zero."""
+    """The counters are exactly ``expected``, all others zero (the headers
+    here are all v2 PROXY ones: ``accepted`` implies ``accepted_v2``)."""
     counts = {name: 0 for name in stats.as_dict()}
     counts.update(expected)
+    counts["accepted_v2"] = counts["accepted"]
     assert stats.as_dict() == counts
 
 
@@ -207,27 +209,27 @@ def test_skip_is_decided_by_address_not_by_the_bytes(path):
      ("skip", PAYLOAD, b"127.0.0.1|" + PAYLOAD, "skipped"),
      ("reject", V2 + PAYLOAD, b"", "rejected_untrusted")],
 )
-def test_policy_callable(path, decision, data, reply, counter):
+def test_decide_callable(path, decision, data, reply, counter):
     stats = pp.Stats()
     peers = []
 
-    def policy(peer):
+    def decide(peer):
         peers.append(peer)
         return decision
 
-    assert exchange(path, data, policy=policy, stats=stats)[0] == reply
+    assert exchange(path, data, decide=decide, stats=stats)[0] == reply
     only(stats, **{counter: 1})
     [peer] = peers
     assert peer[0] == "127.0.0.1"
 
 
-def test_failing_policy_callable_rejects(path, caplog):
+def test_failing_decide_callable_rejects(path, caplog):
     stats = pp.Stats()
 
-    def policy(peer):
+    def decide(peer):
         raise RuntimeError("boom")
 
-    assert exchange(path, V2 + PAYLOAD, policy=policy, stats=stats)[0] == b""
+    assert exchange(path, V2 + PAYLOAD, decide=decide, stats=stats)[0] == b""
     only(stats, rejected_untrusted=1)
     assert any(level == logging.ERROR for level, _ in records(caplog))
 

@@ -6,8 +6,18 @@ import logging
 
 import pytest
 
-from pyproxyproto import _policy, aio, sockets
-from pyproxyproto._policy import Policy, TrustedNetworks, format_address, trusted_networks
+import pyproxyproto as pp
+from pyproxyproto import _log, aio, sockets
+from pyproxyproto._log import format_address
+from pyproxyproto._networks import TrustedNetworks, trusted_networks
+from pyproxyproto._policy import (
+    DEFAULT_MAX_HEADER_SIZE,
+    MAX_HEADER_SIZE_LIMIT,
+    MIN_HEADER_SIZE,
+    Policy,
+    PolicyOptions,
+    announce,
+)
 
 
 def test_ipv4_and_ipv6_ranges():
@@ -101,15 +111,114 @@ def test_none_trusts_everyone():
     assert policy.trusts(("192.0.2.1", 1)) and policy.trusts("") and policy.trusts(None)
 
 
+@pytest.mark.parametrize("peer", ["", "/run/app.sock", b"\0abstract"])
+def test_unix_trusts_the_peers_of_a_unix_socket(peer):
+    nets = TrustedNetworks(["10.0.0.0/8", "unix"])
+    assert nets.trusts(peer) and nets.unix
+    assert not TrustedNetworks(["10.0.0.0/8"]).trusts(peer)
+    assert nets.trusts(("10.1.1.1", 1)) and not nets.trusts(("11.1.1.1", 1))
+    assert not nets.trusts(None)  # a transport that names no peer
+    assert Policy(trusted="unix").decide(peer) == "require"
+    assert Policy(trusted="unix").decide(("10.1.1.1", 1)) == "reject"
+
+
+def test_an_empty_string_of_networks_is_an_error():
+    with pytest.raises(ValueError, match="is empty"):
+        Policy(trusted="")
+    with pytest.raises(ValueError, match="is empty"):
+        Policy(trusted="  ")
+
+
+PEER = ("10.1.2.3", 40000)
+OUTSIDE = ("192.0.2.9", 40000)
+
+
+def records(caplog, level=logging.DEBUG):
+    return [r for r in caplog.records if r.name == "pyproxyproto" and r.levelno >= level]
+
+
+def test_every_peer_must_send_a_header_by_default():
+    policy = Policy()
+    assert policy.decide(PEER) == "require" and policy.decide("/run/x.sock") == "require"
+    assert policy.always == "require"
+
+
+@pytest.mark.parametrize("on_untrusted", ["reject", "ignore", "skip"])
+def test_on_untrusted_applies_outside_trusted(on_untrusted):
+    policy = Policy(trusted=["10.0.0.0/8"], on_untrusted=on_untrusted)
+    assert policy.decide(PEER) == "require"
+    assert policy.decide(OUTSIDE) == on_untrusted
+    assert policy.decide(None) == on_untrusted  # a transport that names no peer
+    assert policy.always is None
+
+
+def test_on_untrusted_defaults_to_reject():
+    assert Policy(trusted=["10.0.0.0/8"]).decide(OUTSIDE) == "reject"
+
+
+def test_decide_callable_decides_per_peer():
+    seen = []
+
+    def by_port(peer):
+        seen.append(peer)
+        return "skip" if peer[1] == 1 else "require"
+
+    policy = Policy(decide=by_port)
+    assert policy.decide(("192.0.2.1", 1)) == "skip"
+    assert policy.decide(("192.0.2.1", 2)) == "require"
+    assert seen == [("192.0.2.1", 1), ("192.0.2.1", 2)]
+
+
+def test_the_old_name_of_decide_still_works_with_a_warning():
+    with pytest.warns(DeprecationWarning, match="decide="):
+        policy = Policy(policy=lambda peer: "skip")
+    assert policy.decide(PEER) == "skip"
+    with pytest.warns(DeprecationWarning, match="decide="):
+        factory = aio.wrap(object, policy=lambda peer: "skip")
+    assert factory.policy.decide(PEER) == "skip"
+
+
+@pytest.mark.parametrize("other", [{"trusted": ["10.0.0.0/8"]}, {"on_untrusted": "skip"}])
+def test_decide_excludes_trusted_and_on_untrusted(other):
+    with pytest.raises(ValueError, match="either decide or trusted/on_untrusted"):
+        Policy(decide=lambda peer: "require", **other)
+
+
+def test_a_failing_decide_callable_rejects(caplog):
+    def broken(peer):
+        raise RuntimeError("boom")
+
+    assert Policy(decide=broken).decide(PEER) == "reject"
+    [record] = records(caplog, logging.ERROR)
+    assert "decide callable failed" in record.getMessage() and record.exc_info
+
+
+@pytest.mark.parametrize("answer", ["accept", None, 1])
+def test_a_decide_callable_answering_nonsense_rejects(caplog, answer):
+    assert Policy(decide=lambda peer: answer).decide(PEER) == "reject"
+    [record] = records(caplog, logging.ERROR)
+    assert repr(answer) in record.getMessage()
+
+
 @pytest.mark.parametrize(
     "options, error",
     [
         ({"on_untrusted": "drop"}, ValueError),
+        ({"on_untrusted": "require"}, ValueError),
         ({"timeout": 0}, ValueError),
         ({"timeout": -1}, ValueError),
         ({"timeout": float("nan")}, ValueError),
         ({"timeout": "5"}, TypeError),
         ({"v1": False, "v2": False}, ValueError),
+        ({"v1": "yes"}, TypeError),
+        ({"decide": "module:function"}, TypeError),
+        ({"validate": 42}, TypeError),
+        ({"stats": {}}, TypeError),
+        ({"max_header_size": 4096.0}, TypeError),
+        ({"max_header_size": True}, TypeError),
+        ({"max_header_size": MIN_HEADER_SIZE - 1}, ValueError),
+        ({"max_header_size": MAX_HEADER_SIZE_LIMIT + 1}, ValueError),
+        ({"trusted_networks": ["10.0.0.0/8"]}, TypeError),
     ],
 )
 def test_option_errors(options, error):
@@ -117,41 +226,100 @@ def test_option_errors(options, error):
         Policy(**options)
 
 
-@pytest.mark.parametrize(
-    "api", [aio.wrap, aio.start_server, aio.read_header, sockets.recv_header,
-            sockets.accept, sockets.ProxyProtocolMixin.__init__],
-)
-def test_default_header_timeout_is_five_seconds(api):
-    assert inspect.signature(api).parameters["timeout"].default == 5.0
+def test_defaults():
+    policy = Policy()
+    assert policy.timeout == 5.0 and policy.max_header_size == DEFAULT_MAX_HEADER_SIZE == 4096
+    assert policy.networks is None and policy.on_untrusted == "reject"
+    assert policy.decider is policy.validate is policy.stats is None
+    assert policy.v1 is policy.v2 is True
+    assert Policy(timeout=float("inf")).timeout is None and Policy(timeout=2).timeout == 2.0
 
 
-@pytest.mark.parametrize(
-    "api", [aio.wrap, aio.start_server, aio.wrap_datagram, sockets.accept,
-            sockets.ProxyProtocolMixin.__init__],
-)
-def test_default_options(api):
+# Every API that takes the policy: a Policy as ``policy``, or the options.
+APIS = [aio.wrap, aio.start_server, aio.read_header, aio.wrap_datagram, sockets.recv_header,
+        sockets.accept, sockets.handshake, sockets.ProxyProtocolMixin.__init__]
+
+
+@pytest.mark.parametrize("api", APIS, ids=lambda api: api.__qualname__)
+def test_every_api_takes_a_policy_or_the_one_declaration_of_the_options(api):
     params = inspect.signature(api).parameters
-    assert params["trusted"].default is None
-    # None means "reject", and leaves room for a policy callable instead.
-    assert params["on_untrusted"].default is None
-    assert Policy().on_untrusted == "reject"
-    assert params["policy"].default is None and params["validate"].default is None
-    assert params["max_header_size"].default == 4096 and params["stats"].default is None
-    assert params["v1"].default is True and params["v2"].default is True
+    assert params["policy"].default is None
+    [variadic] = [p for p in params.values() if p.kind is p.VAR_KEYWORD]
+    assert variadic.annotation in ("Unpack[PolicyOptions]", "'Unpack[PolicyOptions]'")
+    # No option is spelled out by hand beside them.
+    assert not set(params) & set(PolicyOptions.__annotations__)
+    assert "PolicyOptions" in (api.__doc__ or "")
+
+
+def test_the_options_are_declared_once_and_documented():
+    doc = PolicyOptions.__doc__
+    for name in PolicyOptions.__annotations__:
+        assert f"``{name}``" in doc, name
+    assert pp.Policy is Policy and pp.PolicyOptions is PolicyOptions
+
+
+def test_a_policy_and_options_together_are_a_type_error():
+    with pytest.raises(TypeError, match="either policy= or policy options"):
+        aio.wrap(object, policy=Policy(), timeout=1)
+    with pytest.raises(TypeError, match="must be a pyproxyproto.Policy"):
+        aio.wrap(object, policy="strict")
+
+
+def test_every_refusal_is_a_proxy_protocol_error():
+    for cls in (pp.InvalidHeader, pp.ChecksumMismatch, pp.ConnectionClosed, pp.HeaderRejected,
+                pp.HeaderTimeout, pp.UntrustedPeer):
+        assert issubclass(cls, pp.ProxyProtocolError), cls
+    assert issubclass(pp.HeaderTimeout, TimeoutError)
+    assert issubclass(pp.UntrustedPeer, ConnectionError)
 
 
 @pytest.mark.parametrize(
     "address, text",
     [(("10.0.0.1", 80), "10.0.0.1:80"), (("::1", 80, 0, 0), "[::1]:80"),
-     ("/run/x.sock", "/run/x.sock"), ("", "an unnamed socket"), (None, "an unnamed socket")],
+     ("/run/x.sock", "a Unix-socket peer (/run/x.sock)"), ("", "a Unix-socket peer"),
+     (b"\0lb", "a Unix-socket peer (@lb)"), (None, "a peer whose address is unknown")],
 )
 def test_format_address(address, text):
     assert format_address(address) == text
 
 
-def test_rejection_log_record(caplog):
+def test_a_unix_peer_is_named_with_the_socket_it_connected_to():
+    assert format_address("", "/run/app.sock") == "a Unix-socket peer on /run/app.sock"
+
+
+def test_refusal_log_record(caplog):
     caplog.set_level(logging.DEBUG, logger="pyproxyproto")
-    _policy.log_rejection("closed connection", ("10.0.0.1", 5), "why")
+    _log.log_refusal(logging.WARNING, "closed connection", ("10.0.0.1", 5), "why")
     [record] = caplog.records
     assert record.name == "pyproxyproto" and record.levelno == logging.WARNING
     assert record.getMessage() == "closed connection from 10.0.0.1:5: why"
+
+
+# -- what the policy means, said at start-up --------------------------------------------
+
+
+def test_announce_says_when_every_peer_is_trusted(caplog):
+    announce(Policy(), "uvicorn")
+    [record] = records(caplog)
+    assert record.levelno == logging.WARNING and record.getMessage().startswith(
+        "uvicorn: every peer is trusted to send a PROXY header")
+    assert "PYPROXYPROTO_TRUSTED" in record.getMessage()
+
+
+def test_announce_says_when_no_peer_is_trusted(caplog):
+    announce(Policy(trusted=[]), "gunicorn")
+    [record] = records(caplog)
+    assert "the trusted networks are empty" in record.getMessage()
+
+
+def test_announce_says_when_every_address_is_trusted(caplog):
+    announce(Policy(trusted=["0.0.0.0/0", "::/0"]), "hypercorn")
+    [record] = records(caplog)
+    assert "cover every IP address" in record.getMessage()
+
+
+def test_announce_refuses_a_unix_listener_that_trusts_no_unix_peer(caplog):
+    with pytest.raises(ValueError, match="add 'unix' to the trusted networks"):
+        announce(Policy(trusted=["10.0.0.0/8"]), "uvicorn", unix=True)
+    announce(Policy(trusted=["10.0.0.0/8", "unix"]), "uvicorn", unix=True)
+    assert not records(caplog)

@@ -12,6 +12,7 @@ import os
 import socket
 import ssl
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -42,7 +43,8 @@ NEEDS = {
 WSGI = {"gunicorn-sync", "gunicorn-gthread"}
 
 
-def command(kind: str, port: int, trusted: str, tls: tuple[str, str] | None) -> tuple[list[str], dict]:
+def command(kind: str, port: int, trusted: str, tls: tuple[str, str] | None,
+            extra_args: list[str] | None = None) -> tuple[list[str], dict]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYPROXYPROTO_")}
     env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")])
     env["PYTHONUNBUFFERED"] = "1"
@@ -64,6 +66,7 @@ def command(kind: str, port: int, trusted: str, tls: tuple[str, str] | None) -> 
                      "--no-control-socket", "--graceful-timeout", "2"]
         if tls:
             argv += ["--certfile", tls[0], "--keyfile", tls[1]]
+        argv += extra_args or []
         argv.append("server_apps:wsgi" if kind in WSGI else "server_apps:asgi")
     else:
         env["PYPROXYPROTO_TRUSTED"] = trusted
@@ -74,11 +77,12 @@ def command(kind: str, port: int, trusted: str, tls: tuple[str, str] | None) -> 
 
 
 @contextlib.contextmanager
-def server(kind: str, trusted: str = TRUSTED, tls: tuple[str, str] | None = None, **extra_env: str):
+def server(kind: str, trusted: str = TRUSTED, tls: tuple[str, str] | None = None,
+           extra_args: list[str] | None = None, **extra_env: str):
     for module in NEEDS[kind]:
         require_module(module)
     port = peers.free_port()
-    argv, env = command(kind, port, trusted, tls)
+    argv, env = command(kind, port, trusted, tls, extra_args)
     env.update(extra_env)
     saved = dict(os.environ)
     os.environ.clear()
@@ -148,8 +152,10 @@ def test_app_and_access_log_see_the_header_client(kind):
         peer.wait_for_line(lambda line: CLIENT6[0] in line and "GET /who" in line)
         # A connection without a header is refused, and logged by the policy.
         assert refused(port, GET)
-        peer.wait_for_line(lambda line: "invalid PROXY header" in line)
-        assert not peer.matching(lambda line: "127.0.0.1" in line and "GET /who" in line)
+        peer.wait_for_line(lambda line: "the peer sent no PROXY header" in line)
+        # ...and never reaches the application (its access log).
+        assert not peer.matching(lambda line: "127.0.0.1" in line and "GET /who" in line
+                                 and "PROXY header" not in line)
 
 
 @pytest.mark.parametrize("kind", SERVERS)
@@ -236,3 +242,54 @@ def test_gunicorn_proxy_protocol_info(backend):
         "proxy_protocol": "UNIX", "client_addr": "/run/client.sock", "client_port": None,
         "proxy_addr": "/run/server.sock", "proxy_port": None}
     assert proxy_protocol_info(peer, None) is None
+
+
+# -- every server drives the one handshake: the same limits and outcomes ---------------
+
+
+@pytest.mark.parametrize("kind", SERVERS)
+def test_a_max_header_size_above_4096_is_honoured(kind):
+    # gunicorn's workers used to read the header with the default limit
+    # whatever PYPROXYPROTO_MAX_HEADER_SIZE said.
+    large = pp.build(CLIENT, SERVER, tlvs=[(0xE5, b"x" * 5000)])
+    assert 4096 < len(large) < 8192
+    with server(kind, PYPROXYPROTO_MAX_HEADER_SIZE="8192") as (port, _peer):
+        _, report = request(port, large)
+        assert client_of(kind, report) == CLIENT
+    with server(kind) as (port, peer):
+        assert refused(port, large + GET)
+        peer.wait_for_line(lambda line: "more than max_header_size (4096)" in line)
+
+
+def _stall(port: int, first_after: float, interval: float, data: bytes) -> float:
+    """Connect, stay silent ``first_after`` seconds, then send ``data`` a byte
+    every ``interval`` seconds until the server closes; return the seconds
+    from connecting to the close."""
+    start = time.monotonic()
+    with socket.create_connection((LOOPBACK, port), timeout=10) as sock:
+        time.sleep(first_after)
+        try:
+            for byte in data:
+                sock.sendall(bytes([byte]))
+                time.sleep(interval)
+            recv_all(sock)
+        except (ConnectionError, OSError):
+            pass
+    return time.monotonic() - start
+
+
+@pytest.mark.parametrize("kind", ["gunicorn-sync", "gunicorn-gthread"])
+def test_gunicorn_times_the_header_from_accept_and_logs_a_stalled_peer(kind):
+    """The deadline runs from accept, not from the first byte; a peer that
+    sent part of a header and stalled is a WARNING with its byte count, a
+    silent one a DEBUG record, and both are closed by the header timeout."""
+    with server(kind, PYPROXYPROTO_TIMEOUT="1", extra_args=["--log-level", "debug"]) as (port, peer):
+        elapsed = _stall(port, 0.6, 0.3, pp.build(CLIENT, SERVER))
+        assert 0.9 <= elapsed < 2.2, elapsed
+        line = peer.wait_for_line(lambda line: "no complete PROXY header within 1 s" in line
+                                  and "(0 byte(s)" not in line)
+        assert "[WARNING]" in line and "byte(s) received" in line
+        elapsed = _stall(port, 0, 0, b"")
+        assert 0.9 <= elapsed < 2.2, elapsed
+        line = peer.wait_for_line(lambda line: "no complete PROXY header within 1 s (0 byte(s)" in line)
+        assert "[DEBUG]" in line

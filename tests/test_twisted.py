@@ -5,6 +5,7 @@ bytes after it, and every refusal, each in a real server process."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import ssl
 import sys
@@ -51,7 +52,11 @@ from twisted.internet import reactor
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import globalLogBeginner, textFileLogObserver
 from zope.interface import implementer
+
+# As a Twisted program starts its log: pyproxyproto's records go there too.
+globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)])
 
 @implementer(IHalfCloseableProtocol)
 class Echo(Protocol):
@@ -155,8 +160,10 @@ def test_exact_bytes_and_refusals(tmp_path):
         assert send(server.port, b"GET / HTTP/1.1\r\n\r\n") == b""  # bare
         assert send(server.port, b"PROXY TCP4 ", half_close=False) == b""  # timed out
         output = server.stop()
-    assert "invalid PROXY header" in output
+    assert "the peer sent no PROXY header" in output
     assert "no complete PROXY header within 0.5 s" in output
+    # In Twisted's log format, at its warn level.
+    assert re.search(r"^\S+ \[pyproxyproto#warn\] closed connection from ", output, re.M), output
 
 
 def test_untrusted_peer_is_refused(tmp_path):
@@ -180,10 +187,16 @@ def test_policy_arguments_come_from_the_environment_unless_given(monkeypatch):
     assert not endpoint.policy.trusts(("10.0.0.1", 1))
     endpoint = serverFromString(reactor, "pyproxyproto:tcp:port=0:trusted=*:versions=2")
     assert endpoint.policy.networks is None and not endpoint.policy.v1
-    with pytest.raises(ValueError, match="PYPROXYPROTO_TIMEOUT"):
+    # A bad argument is named as the user wrote it, not as the variable it mirrors.
+    with pytest.raises(ValueError, match="the endpoint argument timeout='soon'") as info:
         serverFromString(reactor, "pyproxyproto:tcp:port=0:timeout=soon")
+    assert "PYPROXYPROTO" not in str(info.value)
     with pytest.raises(ValueError, match="pyproxyproto:tcp"):
-        serverFromString(reactor, "pyproxyproto:unix:/tmp/x")
+        serverFromString(reactor, "pyproxyproto:udp:port=0")
+    # A Unix-socket endpoint whose policy can trust no peer there stops at start-up.
+    with pytest.raises(ValueError, match="add 'unix' to the trusted networks"):
+        serverFromString(reactor, "pyproxyproto:unix:address=/tmp/pp-x.sock:trusted=10.0.0.0/8")
+    assert serverFromString(reactor, "pyproxyproto:unix:address=/tmp/pp-x.sock:trusted=unix")
 
 
 def test_twistd_web_logs_the_real_client(tmp_path):

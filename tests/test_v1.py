@@ -199,3 +199,40 @@ def test_every_port_text(backend):
             else:
                 with pytest.raises(pp.InvalidHeader):
                     backend.parse(line.encode())
+
+
+# -- decisions documented in README.md, "What is validated" ---------------------------
+
+
+def test_unknown_with_lone_crs_is_refused(backend):
+    # "Ignore anything presented before the CRLF" does not reach past the
+    # first CR: it ends the line or is a lone CR, which the spec says must
+    # not be tolerated.
+    line = b"PROXY UNKNOWN bogus\r\r\r\n"
+    with pytest.raises(pp.InvalidHeader) as info:
+        backend.parse(line + b"GET / HTTP/1.1\r\n")
+    assert (info.value.offset, str(info.value)) == (20, "v1: expected CRLF at offset 20")
+    for cut in range(20):
+        with pytest.raises(pp.Incomplete) as incomplete:
+            backend.parse(line[:cut])
+        assert incomplete.value.needed == cut + 1
+    with pytest.raises(pp.InvalidHeader, match="offset 20"):
+        backend.parse(line[:21])
+
+
+@pytest.mark.parametrize(
+    "line, offset",
+    [
+        # As some nginx builds re-encode a header with one address of each family.
+        (b"PROXY TCP6 2001:db8::1 192.0.2.1 56324 443\r\n", 26),
+        (b"PROXY TCP6 192.0.2.1 2001:db8::1 56324 443\r\n", 14),
+        (b"PROXY TCP4 192.0.2.1 2001:db8::1 56324 443\r\n", 24),
+    ],
+)
+def test_an_address_of_the_other_family_is_refused(backend, line, offset):
+    # "The advertised protocol family dictates what format to use."
+    with pytest.raises(pp.InvalidHeader) as info:
+        backend.parse(line)
+    family = "IPv6" if line[9:10] == b"6" else "IPv4"
+    assert str(info.value) == f"v1: invalid {family} address at offset {offset}"
+    assert info.value.offset == offset

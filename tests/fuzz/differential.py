@@ -31,10 +31,12 @@ any of these fails for the bytes ``data``:
    * the arguments are the parsed version, command, source, destination,
      protocol (v2 PROXY with addresses) and tlvs, in order;
    * v1 UNKNOWN and v2 PROXY UNSPEC have no addresses and are rebuilt
-     without them; v2 LOCAL has none either, so a LOCAL header is rebuilt
-     with all-zero placeholder addresses of its family when its family is
-     INET/INET6/UNIX, its transport STREAM/DGRAM and its address block was
-     all there, and without addresses (hence as UNSPEC/0) otherwise;
+     without them (a PROXY UNSPEC body that was discarded, see 6, is not
+     rebuilt: length recomputed); v2 LOCAL has none either, so a LOCAL
+     header is rebuilt with all-zero placeholder addresses of its family
+     when its family is INET/INET6/UNIX, its transport STREAM/DGRAM and its
+     address block was all there, and without addresses (hence as
+     UNSPEC/0) otherwise;
    * CRC32C TLVs, first rule, "verbatim": every TLV, CRC32C included, is
      copied byte for byte with crc32c=False.  Re-parsed with
      verify_checksum=False it gives the same fields (length recomputed for
@@ -42,13 +44,25 @@ any of these fails for the bytes ``data``:
      verify_checksum=True it is accepted exactly when its first CRC32C TLV
      holds the reference CRC32C of the rebuilt bytes, and otherwise fails
      with that ChecksumMismatch (offset, expected, computed).  Rebuilds of
-     v2 PROXY INET/INET6/UNSPEC and of v1 TCP4 are byte-identical to the
-     original, so a header that passed verification passes again;
+     v2 PROXY INET/INET6 (and UNSPEC when its TLVs were its whole body) and
+     of v1 TCP4 are byte-identical to the original, so a header that
+     passed verification passes again;
    * second rule, "resealed": every v2 header is also rebuilt with its
      CRC32C TLVs dropped and crc32c=True.  That must parse with
      verification on, to the same TLVs minus CRC32C plus one CRC32C TLV
      at the end holding the reference CRC32C (or, if the header would pass
      65535 body bytes, ``build`` must refuse it with ValueError).
+6. The body rule, against an independent reading of the TLVs.  For a v2
+   header with a valid fixed part whose body the receiver must ignore
+   (LOCAL with any byte 13, PROXY over AF_UNSPEC), the body never makes
+   parse() fail: before the header is whole it is Incomplete with
+   ``needed`` = its length; once whole it is accepted without
+   verification, and with it too unless a CRC32C TLV among its TLVs is
+   wrong (ChecksumMismatch).  Its TLVs are those that tile the body after
+   the LOCAL family's address block (skipped when it fits) by the spec's
+   rules, and none when they do not tile it.  PROXY over INET, INET6 and
+   UNIX, whole, is accepted without verification exactly when TLVs tile
+   the rest after the address block, with those TLVs.
 """
 
 from __future__ import annotations
@@ -83,6 +97,11 @@ assert NO_VERIFY == {"v1": True, "v2": True, "verify_checksum": False}
 
 V2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
 CRC_TYPE = 0x03
+UNIQUE_ID_TYPE = 0x05
+# Byte 13 values a PROXY command may carry, and the address block length
+# of each family nibble (doc/proxy-protocol.txt, section 2.2).
+PROXY_FAMILIES = {0x00, 0x11, 0x12, 0x21, 0x22, 0x31, 0x32}
+NIBBLE_BLOCK = {0x0: 0, 0x1: 12, 0x2: 36, 0x3: 216}
 BLOCK = {socket.AF_INET: 12, socket.AF_INET6: 36}
 if hasattr(socket, "AF_UNIX"):
     BLOCK[socket.AF_UNIX] = 216
@@ -260,6 +279,7 @@ def check(data: bytes, *, prefixes: str = "sample") -> None:
     else:
         _check_rejected(data, out)
     relaxed = results[_fkey(NO_VERIFY)]
+    _check_body_rule(data, out, relaxed)
     if relaxed.ok:
         _check_round_trip(data, relaxed.header)
 
@@ -379,6 +399,55 @@ def _check_rejected(data: bytes, out: Outcome) -> None:
                 _same(out, run(mod, data + extra, DEFAULT), f"{name}: invalid data + {extra[:8]!r}")
 
 
+# -- the body rule ---------------------------------------------------------------------
+
+
+def reference_tlvs(body: bytes) -> tuple | None:
+    """The TLVs that tile ``body`` exactly by the spec's rules (CRC32C
+    exactly 4 bytes, UNIQUE_ID at most 128), or None."""
+    tlvs, off = [], 0
+    while off < len(body):
+        if len(body) - off < 3:
+            return None
+        t, n = body[off], int.from_bytes(body[off + 1 : off + 3], "big")
+        value = body[off + 3 : off + 3 + n]
+        if len(value) < n or (t == CRC_TYPE and n != 4) or (t == UNIQUE_ID_TYPE and n > 128):
+            return None
+        tlvs.append((t, value))
+        off += 3 + n
+    return tuple(tlvs)
+
+
+def _check_body_rule(data: bytes, strict: Outcome, relaxed: Outcome) -> None:
+    if len(data) < 16 or data[:12] != V2_SIG or data[12] >> 4 != 2 or data[12] & 0x0F > 1:
+        return
+    command, fam = data[12] & 0x0F, data[13]
+    total = 16 + int.from_bytes(data[14:16], "big")
+    block = NIBBLE_BLOCK.get(fam >> 4, 0)
+    if command and (fam not in PROXY_FAMILIES or total - 16 < block):
+        return  # the fixed part is refused
+    if command and fam:
+        if len(data) >= total:
+            tlvs = reference_tlvs(data[16 + block : total])
+            if tlvs is None:
+                assert relaxed.key[0] == "InvalidHeader", f"TLVs that do not tile accepted: {relaxed!r}"
+            else:
+                assert relaxed.ok and relaxed.header.tlvs == tlvs, f"TLVs that tile: {relaxed!r}"
+        return
+    if not command and block > total - 16:
+        block = 0  # a LOCAL block that does not fit is not skipped
+    if len(data) < total:
+        for out in (strict, relaxed):
+            assert out.key[0] == "Incomplete" and out.key[3] == total, f"ignored body, cut: {out!r}"
+        return
+    tlvs = reference_tlvs(data[16 + block : total]) or ()
+    assert relaxed.ok, f"ignored body refused: {relaxed!r}"
+    h = relaxed.header
+    assert (h.tlvs, h.length, h.source, h.destination) == (tlvs, total, None, None), "ignored body"
+    if not strict.ok:
+        assert strict.key[0] == "ChecksumMismatch" and any(t == CRC_TYPE for t, _ in tlvs), strict
+
+
 # -- round trip through pyproxyproto.build ------------------------------------------------
 
 
@@ -408,6 +477,8 @@ def _rebuild_plan(h) -> tuple[dict, dict]:
         expect["length"] = h.length
     if h.source is not None:
         kwargs.update(source=h.source, destination=h.destination, protocol=h.protocol)
+    elif h.version == 2 and h.command is Command.PROXY:
+        expect["length"] = 16 + sum(3 + len(v) for _, v in h.tlvs)  # a discarded body is not rebuilt
     elif h.version == 2 and h.command is Command.LOCAL:
         tlv_bytes = sum(3 + len(v) for _, v in h.tlvs)
         family, protocol = int(h.family), int(h.protocol)
@@ -440,7 +511,7 @@ def _check_round_trip(data: bytes, h) -> None:
         assert raw == original, f"v1 TCP4 rebuilt as {raw!r}"
     if h.version == 2 and h.command is Command.PROXY and int(h.family) in (
         socket.AF_UNSPEC, socket.AF_INET, socket.AF_INET6,
-    ):
+    ) and expect["length"] == h.length:
         assert raw == original, f"v2 PROXY rebuilt as {raw!r}"
     status = _crc_status(raw, expect["tlvs"]) if h.version == 2 else None
     for name, mod in BACKENDS.items():

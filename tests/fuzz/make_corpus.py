@@ -13,6 +13,7 @@ and tests/test_fuzz_corpus.py checks that the committed files match it.
 from __future__ import annotations
 
 import os
+import random
 import socket
 import struct
 import sys
@@ -126,6 +127,8 @@ def generate() -> dict[str, bytes]:
             "v1-bad-108": b"PROXY UNKNOWN " + b"x" * 92 + b"\r\n",
             "v1-bad-no-crlf-107": b"PROXY UNKNOWN " + b"x" * 93,
             "v1-bad-port-missing": b"PROXY TCP4 192.0.2.1 198.51.100.2 1\r\n",
+            "v1-bad-unknown-lone-crs": b"PROXY UNKNOWN bogus\r\r\r\n",
+            "v1-bad-tcp6-with-ipv4": b"PROXY TCP6 2001:db8::1 192.0.2.1 56324 443\r\n",
         }
     )
     # v1 truncations: inside each field.
@@ -272,11 +275,44 @@ def generate() -> dict[str, bytes]:
             "v2-bad-tlv-stray-1": v2(0x21, 0x11, inet + b"\x01"),
             "v2-bad-tlv-stray-2": v2(0x21, 0x11, inet + tlv(0x01, b"h2") + b"\x01\x00"),
             "v2-bad-tlv-overrun": v2(0x21, 0x11, inet + b"\x01\x00\x05h2"),
-            "v2-bad-authority-256": v2(0x21, 0x11, inet + tlv(0x02, b"a" * 256)),
             "v2-bad-unique-id-129": v2(0x21, 0x11, inet + tlv(0x05, b"u" * 129)),
             "v2-bad-crc32c-length-5": v2(0x21, 0x11, inet + tlv(0x03, b"\0" * 5)),
             "v2-bad-crc32c-length-3": v2(0x21, 0x11, inet + tlv(0x03, b"\0" * 3)),
-            "v2-bad-local-tlv-overrun": v2(0x20, 0x00, b"\x20\x00\x10\x01"),
+        }
+    )
+
+    # -- v2 bodies the receiver must ignore (LOCAL, PROXY over AF_UNSPEC) -------------
+    # Kept when they are a valid TLV area, discarded when not; and long
+    # AUTHORITY values (255 is HAProxy's limit, not the spec's).
+    rng = random.Random(19)
+    netty_block = bytes.fromhex("c0a80001c0a8000bdc0401bb")
+    unix_block = b"socket".ljust(108, b"\0") * 2
+    out.update(
+        {
+            "v2-local-body-not-tlvs": v2(0x20, 0x00, b"\x20\x00\x10\x01"),
+            "v2-proxy-unspec-body-not-tlvs": v2(0x21, 0x00, netty_block),
+            "v2-local-inet-then-junk": v2(0x20, 0x11, inet + b"\x01\x00\x09h2"),
+            "v2-local-stray-after-tlv": v2(0x20, 0x00, tlv(0x01, b"h2") + b"\x02"),
+            "v2-local-unique-id-129": v2(0x20, 0x00, tlv(0x05, b"u" * 129)),
+            "v2-local-crc32c-length-5": v2(0x20, 0x00, tlv(0x03, b"\0" * 5)),
+            "v2-local-crc32c-in-junk": v2(0x20, 0x00, tlv(0x03, b"\xde\xad\xbe\xef") + b"\x01"),
+            "v2-local-short-block-tlvs": v2(0x20, 0x11, tlv(0x04, b"x")),
+            "v2-proxy-unspec-crc32c-wrong": v2(0x21, 0x00, tlv(0x02, b"a.example") + tlv(0x03, b"\0\0\0\1")),
+            "v2-proxy-unspec-authority-1000": v2(0x21, 0x00, tlv(0x02, b"u" * 1000)),
+            "v2-tlv-authority-256": v2(0x21, 0x11, inet + tlv(0x02, b"a" * 256)),
+            "v2-tlv-authority-4000": build(*ip6, tlvs=[(0x02, b"long.example." * 307)], crc32c=True),
+            # The peers' own test cases (go-proxyproto, Netty, ppp, HAProxy's
+            # reg-tests/connection/proxy_protocol_tlv_validation.vtc).
+            "v2-peer-netty-local": v2(0x20, 0x00, netty_block),
+            "v2-peer-netty-unknown-protocol": v2(0x21, 0x00, netty_block),
+            "v2-peer-ppp-unspecified-address-family": v2(0x20, 0x02, bytes.fromhex("7f0000017f0000020050bb01")),
+            "v2-peer-ppp-no-address": v2(0x20, 0x02, b"") + b"\x00\x50",
+            "v2-peer-go-local-unspec-with-tlv": v2(0x20, 0x00, rng.randbytes(1500)),
+            "v2-peer-go-local-unix-stream-with-tlv": v2(0x20, 0x31, unix_block + rng.randbytes(300)),
+            "v2-peer-go-proxy-tcp4-padded": v2(0x21, 0x11, inet + bytes(72)) + b"\x99\x97\x98",
+            "v2-peer-haproxy-tlv-after-header": v2(0x21, 0x11, inet + tlv(0x02, b"12345")) + tlv(0x02, b"54321"),
+            "v2-peer-haproxy-tlv-overrun": v2(0x21, 0x11, inet + b"\x02\x00\x0a1234512345", length=20),
+            "v2-peer-haproxy-tlv-short": v2(0x21, 0x11, inet + tlv(0x02, b"1234"), length=20) + PAYLOAD,
         }
     )
     # v2 truncations: inside the signature, the fixed part, the block and a TLV.
