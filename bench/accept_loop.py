@@ -47,6 +47,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from functools import partial
 from typing import Any
@@ -199,7 +200,9 @@ def _new_loop(name: str) -> asyncio.AbstractEventLoop:
 
 
 def serve(loop_name: str, opts: dict[str, Any]) -> dict[str, Any]:
-    """Every pair, ``opts["rounds"]`` interleaved rounds, on one event loop."""
+    """Every pair, ``opts["rounds"]`` interleaved rounds, on one event loop.
+
+    Writes ``progress DONE TOTAL`` lines to stderr as the runs end."""
     runs: dict[str, list[list[dict[str, Any]]]] = {kind: [] for kind, _, _ in PAIRS}
     if opts.get("pin") is not None:
         os.sched_setaffinity(0, opts["pin"]["server"])
@@ -210,11 +213,13 @@ def serve(loop_name: str, opts: dict[str, Any]) -> dict[str, Any]:
         for kind, _, _ in PAIRS:  # imports, the loop's and the kernel's first paths
             for wrapped in (False, True):
                 await _one_run(kind, wrapped, warm)
+        total = opts["rounds"] * len(PAIRS)
         for n in range(opts["rounds"]):
-            for kind, _, _ in PAIRS:
+            for i, (kind, _, _) in enumerate(PAIRS):
                 order = (False, True) if n % 2 == 0 else (True, False)
                 pair = {w: await _one_run(kind, w, opts) for w in order}
                 runs[kind].append([pair[False], pair[True]])
+                print(f"progress {n * len(PAIRS) + i + 1} {total}", file=sys.stderr, flush=True)
 
     loop = _new_loop(loop_name)
     try:
@@ -265,19 +270,28 @@ def _instructions(loop_name: str, kind: str, wrapped: bool, conns: int, loadgen:
 
 
 def count(conns: int = 500, loops: list[str] | None = None,
-          kinds: list[str] | None = None) -> dict[str, Any]:
-    """Server instructions per connection, plain and wrapped, by loop and kind."""
+          kinds: list[str] | None = None, progress: Any = None) -> dict[str, Any]:
+    """Server instructions per connection, plain and wrapped, by loop and kind.
+
+    ``progress``, when given, is called with (done, total) after each callgrind run."""
     if shutil.which("valgrind") is None:
         raise RuntimeError("count mode needs valgrind")
     loadgen = build_loadgen()
     result: dict[str, Any] = {"conns": conns, "loops": {}}
-    for loop_name in loops or available_loops():
-        for kind in kinds or [k for k, _, _ in PAIRS]:
+    loops = loops or available_loops()
+    kinds = kinds or [k for k, _, _ in PAIRS]
+    total, done = len(loops) * len(kinds) * 4, 0
+    for loop_name in loops:
+        for kind in kinds:
             per_conn = []
             for wrapped in (False, True):
-                low = _instructions(loop_name, kind, wrapped, conns, loadgen)
-                high = _instructions(loop_name, kind, wrapped, 3 * conns, loadgen)
-                per_conn.append((high - low) / (2 * conns))
+                counts = []
+                for n in (conns, 3 * conns):
+                    counts.append(_instructions(loop_name, kind, wrapped, n, loadgen))
+                    done += 1
+                    if progress is not None:
+                        progress(done, total)
+                per_conn.append((counts[1] - counts[0]) / (2 * conns))
             result["loops"].setdefault(loop_name, {})[kind] = {
                 "plain": per_conn[0], "wrapped": per_conn[1],
                 "extra": per_conn[1] - per_conn[0], "ratio": per_conn[1] / per_conn[0]}
@@ -352,8 +366,10 @@ def cpu_split() -> dict[str, list[int]] | None:
 
 def run(duration: float = 2.0, rounds: int = 21, max_conns: int = 20000,
         concurrency: int = 16, threads: int = 2, loops: list[str] | None = None,
-        pin: bool = True) -> dict:
-    """Run the benchmark; each event loop gets a fresh server process."""
+        pin: bool = True, progress: Any = None) -> dict:
+    """Run the benchmark; each event loop gets a fresh server process.
+
+    ``progress``, when given, is called with (done, total) after each pair of runs."""
     loops = loops or available_loops()
     opts = {"duration": duration, "rounds": rounds, "max_conns": max_conns,
             "concurrency": concurrency, "threads": threads, "loadgen": build_loadgen(),
@@ -365,11 +381,27 @@ def run(duration: float = 2.0, rounds: int = 21, max_conns: int = 20000,
         "request_bytes": len(_header()[0] + REQUEST), "loops": {},
         "pairs": {kind: [plain, wrapped] for kind, plain, wrapped in PAIRS},
     }
-    for name in loops:
-        cmd = [sys.executable, "-m", "bench.accept_loop", "serve", name, json.dumps(opts)]
-        out = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, check=True,
-                             timeout=rounds * len(PAIRS) * 2 * (duration + 70) + 120).stdout
-        runs = json.loads(out)
+    total = len(loops) * rounds * len(PAIRS)
+    for index, name in enumerate(loops):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "runs.json")
+            cmd = [sys.executable, "-m", "bench.accept_loop", "serve", name, json.dumps(opts),
+                   out]
+            proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+            lines = []
+            assert proc.stderr is not None
+            for line in proc.stderr:
+                words = line.split()
+                if len(words) == 3 and words[0] == "progress":
+                    if progress is not None:
+                        progress(index * rounds * len(PAIRS) + int(words[1]), total)
+                else:
+                    lines.append(line)
+            if proc.wait() != 0:
+                raise RuntimeError(f"the {name} server failed (status {proc.returncode}): "
+                                   + "".join(lines[-20:]))
+            with open(out) as f:
+                runs = json.load(f)
         summary["loops"][name] = {kind: _summary(rs) for kind, rs in runs.items()}
     return summary
 
@@ -408,7 +440,9 @@ def format_table(summary: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["serve"]:
-        print(json.dumps(serve(argv[1], json.loads(argv[2]))))
+        runs = serve(argv[1], json.loads(argv[2]))
+        with open(argv[3], "w") as f:
+            json.dump(runs, f)
         return 0
     if argv[:1] == ["serve-count"]:
         serve_count(argv[1], argv[2], argv[3] == "wrapped", int(argv[4]), argv[5])

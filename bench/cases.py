@@ -8,6 +8,7 @@ against the expected values below before it is timed.
 
 from __future__ import annotations
 
+import functools
 import socket
 import struct
 from dataclasses import dataclass, field
@@ -129,3 +130,83 @@ CASES: tuple[Case, ...] = (
 
 BY_KEY = {case.key: case for case in CASES}
 GROUPS = tuple(case.group for case in CASES)
+
+
+# -- rotating sources ---------------------------------------------------------------------
+#
+# Behind a balancer every connection comes from a new source (address and
+# port) to the same destination.  These cases cycle through ROTATING_COUNT
+# headers that differ only in the source, so a parser that reuses what it
+# made for the previous header gains nothing on the source and all it can
+# on the destination.
+
+ROTATING_COUNT = 4096
+ROTATING_SEED = 20
+
+
+@dataclass(frozen=True)
+class Rotating:
+    key: str              # test id
+    group: str            # benchmark group and report column
+    version: int
+    family: int           # socket.AF_INET or AF_INET6
+    sources: tuple        # the expected source of each header, in order
+    destination: tuple
+    data: tuple           # each header followed by PAYLOAD
+    floor_data: tuple     # v2 headers with the same addresses, for the object floor
+
+
+def _random_sources(rng, v6: bool) -> list[tuple]:
+    seen: set[tuple] = set()
+    out = []
+    while len(out) < ROTATING_COUNT:
+        raw = rng.getrandbits(128 if v6 else 32).to_bytes(16 if v6 else 4, "big")
+        port = rng.randrange(1024, 65536)
+        if (raw, port) in seen:
+            continue
+        seen.add((raw, port))
+        out.append((raw, port))
+    return out
+
+
+def _rotating(key: str, group: str, version: int, v6: bool) -> Rotating:
+    import ipaddress
+    import random
+
+    rng = random.Random(f"{ROTATING_SEED}-{key}")
+    family = socket.AF_INET6 if v6 else socket.AF_INET
+    dst_text = DST6 if v6 else DST4
+    dst_raw = _ip4(family, dst_text)
+    data, floor_data, sources = [], [], []
+    for raw, port in _random_sources(rng, v6):
+        text = str(ipaddress.ip_address(raw))
+        block = raw + dst_raw + struct.pack("!HH", port, DPORT)
+        floor_header = v2(0x21, 0x21 if v6 else 0x11, block)
+        if version == 1:
+            header = f"PROXY TCP{6 if v6 else 4} {text} {dst_text} {port} {DPORT}\r\n".encode()
+        else:
+            header = floor_header
+        data.append(header + PAYLOAD)
+        floor_data.append(floor_header + PAYLOAD)
+        sources.append((text, port, 0, 0) if v6 else (text, port))
+    destination = (dst_text, DPORT, 0, 0) if v6 else (dst_text, DPORT)
+    return Rotating(key, group, version, family, tuple(sources), destination, tuple(data),
+                    tuple(floor_data))
+
+
+# key, group, version, IPv6
+ROTATING_SPECS = (
+    ("rotating_v2_ipv4", "v2 IPv4, rotating sources", 2, False),
+    ("rotating_v2_ipv6", "v2 IPv6, rotating sources", 2, True),
+    ("rotating_v1_tcp4", "v1 TCP4, rotating sources", 1, False),
+)
+ROTATING_KEYS = tuple(spec[0] for spec in ROTATING_SPECS)
+
+
+@functools.cache
+def rotating(key: str) -> Rotating:
+    """The rotating case ``key``, built on first use (12,288 headers in all)."""
+    for spec in ROTATING_SPECS:
+        if spec[0] == key:
+            return _rotating(*spec)
+    raise KeyError(key)

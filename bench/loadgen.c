@@ -1,14 +1,17 @@
-/* Load generator for bench/accept_loop.py, compiled by it at run time (never shipped).
+/* Load generator for bench/accept_loop.py and bench/servers.py, compiled at run time
+ * (never shipped).
  *
  * Keeps CONCURRENCY connections to 127.0.0.1:PORT in flight, spread over
  * THREADS threads with an epoll loop each.  Every connection writes PAYLOAD in
- * one write, reads to EOF and compares what it read with EXPECT.  Stops after
+ * one write, reads to EOF and compares what it read with EXPECT (or, given
+ * SUFFIX, checks that it starts with EXPECT and ends with SUFFIX: an HTTP
+ * server's reply carries a date).  Stops after
  * MAX_CONNS connections have been started or DURATION seconds, whichever comes
  * first; a watchdog ends the process DURATION + 30 s after the start whatever
  * happens.  Prints one JSON object: count, errors, elapsed_s, client_cpu_s,
  * first_error.
  *
- * usage: loadgen PORT THREADS CONCURRENCY DURATION MAX_CONNS PAYLOAD_HEX EXPECT_HEX
+ * usage: loadgen PORT THREADS CONCURRENCY DURATION MAX_CONNS PAYLOAD_HEX EXPECT_HEX [SUFFIX_HEX]
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -26,11 +29,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_REPLY 512
+#define MAX_REPLY 2048
 
 static struct sockaddr_in server;
-static unsigned char *payload, *expect;
-static size_t payload_len, expect_len;
+static unsigned char *payload, *expect, *suffix;
+static size_t payload_len, expect_len, suffix_len;
+static int match_ends; /* SUFFIX given: compare the ends of the reply only */
 static long max_conns;
 static double deadline;
 static atomic_long started, completed, failed;
@@ -90,6 +94,13 @@ static int start(int ep, struct conn *c) {
     return 1;
 }
 
+static int reply_ok(const struct conn *c) {
+    if (!match_ends)
+        return c->got == expect_len && memcmp(c->buf, expect, expect_len) == 0;
+    return c->got >= expect_len + suffix_len && memcmp(c->buf, expect, expect_len) == 0 &&
+           memcmp(c->buf + c->got - suffix_len, suffix, suffix_len) == 0;
+}
+
 /* Advances c on an epoll event; returns 1 when the connection is over. */
 static int step(int ep, struct conn *c) {
     if (c->writing) {
@@ -126,7 +137,7 @@ static int step(int ep, struct conn *c) {
             fail("recv", errno);
             return 1;
         }
-        if (c->got == expect_len && memcmp(c->buf, expect, expect_len) == 0)
+        if (reply_ok(c))
             atomic_fetch_add(&completed, 1);
         else
             fail("unexpected reply", 0);
@@ -162,9 +173,9 @@ static void *worker(void *arg) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 8) {
-        fprintf(stderr, "usage: %s PORT THREADS CONCURRENCY DURATION MAX_CONNS PAYLOAD_HEX EXPECT_HEX\n",
-                argv[0]);
+    if (argc != 8 && argc != 9) {
+        fprintf(stderr, "usage: %s PORT THREADS CONCURRENCY DURATION MAX_CONNS PAYLOAD_HEX EXPECT_HEX"
+                " [SUFFIX_HEX]\n", argv[0]);
         return 2;
     }
     int port = atoi(argv[1]);
@@ -173,8 +184,10 @@ int main(int argc, char **argv) {
     max_conns = atol(argv[5]);
     payload_len = unhex(argv[6], &payload);
     expect_len = unhex(argv[7], &expect);
+    match_ends = argc == 9;
+    suffix_len = match_ends ? unhex(argv[8], &suffix) : 0;
     if (port <= 0 || threads <= 0 || concurrency < threads || duration <= 0 || max_conns <= 0 ||
-        expect_len >= MAX_REPLY) {
+        expect_len + suffix_len >= MAX_REPLY) {
         fprintf(stderr, "loadgen: bad arguments\n");
         return 2;
     }

@@ -33,13 +33,14 @@ from __future__ import annotations
 
 import ipaddress
 import io
+import itertools
 import socket
 import struct
 from dataclasses import dataclass, field
 from importlib import import_module, metadata
 from typing import Any, Callable
 
-from .cases import PAYLOAD, SPORT, DPORT, Case, crc32c, tlv, v2, v2_with_crc
+from .cases import PAYLOAD, SPORT, DPORT, Case, Rotating, crc32c, tlv, v2, v2_with_crc
 
 
 class Unsupported(Exception):
@@ -445,6 +446,49 @@ def _nothing(data):
 
 def _empty(case: Case) -> Bench:
     return Bench(_nothing, (case.data,), lambda: None)
+
+
+# -- rotating sources ------------------------------------------------------------------
+#
+# The timed call takes no argument: it reads the next header of the case's
+# cycle and then both addresses, the same steps for ours and the floor.
+
+
+def _cycle_reader(make: Callable[[bytes], Any], items: tuple) -> Callable[[], Any]:
+    next_item = itertools.cycle(items).__next__
+
+    def fn() -> Any:
+        h = make(next_item())
+        h.source
+        return h.destination
+    return fn
+
+
+def prepare_rotating(impl_key: str, rot: Rotating, checked: int | None = None) -> Bench:
+    """The Bench of ``impl_key`` (one of ROTATING_IMPLS) on a rotating case;
+    its check reads every header, or the first ``checked``."""
+    if impl_key == "empty":
+        next_item = itertools.cycle(rot.data).__next__
+        return Bench(next_item, (), lambda: None)
+    if impl_key == "object_floor":
+        from . import floor
+        module = floor.load()
+        make = module.ipv6_reuse if rot.family == socket.AF_INET6 else module.ipv4_reuse
+        items = rot.floor_data
+    else:
+        make = _backend("cython" if impl_key == "cython_addresses" else "python").parse
+        items = rot.data
+
+    def check() -> None:
+        for data, source in zip(items[:checked], rot.sources):
+            h = make(data)
+            if h.source != source or h.destination != rot.destination:
+                raise AssertionError(f"{rot.key}: wrong addresses {h.source!r}, "
+                                     f"{h.destination!r} (want {source!r}, {rot.destination!r})")
+    return Bench(_cycle_reader(make, items), (), check)
+
+
+ROTATING_IMPLS = ("cython_addresses", "python_addresses", "object_floor", "empty")
 
 
 # -- the registry ----------------------------------------------------------------------

@@ -1,4 +1,7 @@
-/* Address formatting without inet_ntop, whose output varies by platform. */
+/* Address text: formatting without inet_ntop, whose output varies by
+ * platform, and the strict dotted-quad reader of v1 lines. */
+#include <stddef.h>
+
 #include "pp_inet.h"
 
 /* Writes the decimal text of an octet; returns the new end. */
@@ -95,4 +98,48 @@ int pp_format_ipv6(const unsigned char a[16], char *out)
     }
     *p = '\0';
     return (int)(p - out);
+}
+
+/* One octet at s: one to three digits, no leading zero, at most 255.
+ * Reads s[0..2] whatever the digits are and computes the value with
+ * arithmetic alone: an octet's length changes from one address to the
+ * next, and a loop's exit, or a select the compiler turns into a branch,
+ * would be mispredicted about as often.  Returns the number of digits, or
+ * 0 when no octet starts at s. */
+static int pp_octet(const unsigned char *s, unsigned char *out)
+{
+    unsigned int d0 = (unsigned int)s[0] - '0';
+    unsigned int d1 = (unsigned int)s[1] - '0';
+    unsigned int d2 = (unsigned int)s[2] - '0';
+    unsigned int one = d0 < 10;
+    unsigned int two = one & (d1 < 10);
+    unsigned int three = two & (d2 < 10);
+    /* d0, 10 d0 + d1 or 100 d0 + 10 d1 + d2; a digit not in the octet is
+     * multiplied by zero (unsigned arithmetic wraps, so garbage is harmless). */
+    unsigned int v = d0 * (1 + 9 * two + 90 * three) + d1 * (two + 9 * three) + d2 * three;
+    unsigned int bad = (one ^ 1) | (v > 255) | ((d0 == 0) & two);
+
+    *out = (unsigned char)v;
+    return bad ? 0 : (int)(one + two + three);
+}
+
+const unsigned char *pp_parse_ipv4(const unsigned char *s, const unsigned char *end,
+                                   unsigned char out[4])
+{
+    int k, n;
+
+    for (k = 0; k < 4; k++) {
+        if (k) {
+            if (s >= end || *s != '.')
+                return NULL;
+            s++;
+        }
+        if (end - s < 3)
+            return NULL;
+        n = pp_octet(s, &out[k]);
+        if (n == 0)
+            return NULL;
+        s += n;
+    }
+    return s;
 }

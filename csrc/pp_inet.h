@@ -1,4 +1,5 @@
-/* Address text formatting that gives the same text on every platform.
+/* Address text: formatting that gives the same text on every platform, and
+ * the strict dotted-quad reader of v1 lines.
  *
  * inet_ntop is not the same on every platform (glibc, for one, writes the
  * IPv4-compatible ::102:304 as "::1.2.3.4"), so the parsers format addresses
@@ -28,6 +29,16 @@ int pp_format_ipv4(const unsigned char a[4], char *out);
  * NUL into out, which must hold PP_INET6_ADDRSTRLEN bytes; returns the text
  * length (without the NUL). */
 int pp_format_ipv6(const unsigned char a[16], char *out);
+
+/* Reads a dotted-quad IPv4 address at s as a v1 line carries it: four
+ * octets of one to three decimal digits, no leading zeros, each at most 255.
+ * May read every byte before end (s up to end - 1, and three bytes from the
+ * start of each octet, so end must leave room for them; a caller passes the
+ * end of what it may read, not of the address).  Returns the first byte
+ * after the address, or NULL when s does not start with one or end leaves
+ * too little room; out then holds garbage. */
+const unsigned char *pp_parse_ipv4(const unsigned char *s, const unsigned char *end,
+                                   unsigned char out[4]);
 
 #ifdef __cplusplus
 }

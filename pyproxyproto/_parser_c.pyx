@@ -32,6 +32,8 @@ cdef extern from "pp_crc32c.h":
 cdef extern from "pp_inet.h":
     int pp_format_ipv4(const unsigned char *a, char *out) nogil
     int pp_format_ipv6(const unsigned char *a, char *out) nogil
+    const unsigned char *pp_parse_ipv4(const unsigned char *s, const unsigned char *end,
+                                       unsigned char *out) nogil
 
 cdef extern from "Python.h":
     object PyUnicode_DecodeFSDefaultAndSize(const char *s, Py_ssize_t size)
@@ -189,20 +191,17 @@ cdef class ProxyHeader:
     cdef uint16_t _dport
     cdef Py_ssize_t _length
     cdef Py_ssize_t _tlv_start
-    cdef unsigned char _addr[32]   # source at 0, destination at 16
+    cdef unsigned char _addr[32]   # source at 0, destination at 16 (zero after IPv4's 4 bytes)
     cdef bytes _raw                # the v2 header, kept when it has TLVs or UNIX paths
-    cdef PyObject *_addresses      # once: (source, destination)
+    cdef PyObject *_source         # once: the source address
+    cdef PyObject *_destination    # once: the destination address
     cdef PyObject *_tlvs           # once: the TLV tuple
     cdef PyObject *_views          # once: every typed view, in _header.VIEW_NAMES order
 
     def __init__(self, *args, **kwargs):
         raise TypeError("ProxyHeader is not created directly: use pyproxyproto.parse()")
 
-    def __dealloc__(self):
-        # The last reference is gone: no reader is left to race these.
-        Py_XDECREF(self._addresses)
-        Py_XDECREF(self._tlvs)
-        Py_XDECREF(self._views)
+    # No __dealloc__: the slots are released by pp_header_dealloc (below).
 
     def __getattribute__(self, name):
         # CPython does not specialise reading a C property: each read is a
@@ -260,26 +259,28 @@ cdef class ProxyHeader:
         """The address the client connected to; None when source is."""
         return self._address(1)
 
-    cdef inline object _address(self, Py_ssize_t side):
-        cdef PyObject *pair = pp_once_get(&self._addresses)
-        if pair == NULL:
-            if not self._has_ip and not self._has_unix():
-                return None
-            return self._make_addresses()[side]
-        return (<tuple>pair)[side]
+    # Each side has its own slot, made on its first read: a caller that
+    # reads both pays for no tuple holding the two.
+    cdef inline object _address(self, int side):
+        cdef PyObject *value = pp_once_get(&self._destination if side else &self._source)
+        if value != NULL:
+            return <object>value
+        if not self._has_ip and not self._has_unix():
+            return None
+        return self._make_address(side)
 
     cdef inline bint _has_unix(self) noexcept:
         return self._command == CMD_PROXY and self._family == F_UNIX
 
-    cdef tuple _make_addresses(self):
-        cdef const char *raw
+    cdef object _make_address(self, int side):
         if self._has_ip:
-            pair = (_ip_tuple(&self._addr[0], self._sport, self._v6, 0),
-                    _ip_tuple(&self._addr[16], self._dport, self._v6, 1))
+            if side:
+                value = _ip_tuple(&self._addr[16], self._dport, self._v6, 1)
+            else:
+                value = _ip_tuple(&self._addr[0], self._sport, self._v6, 0)
         else:
-            raw = PyBytes_AS_STRING(self._raw) + V2_FIXED
-            pair = (_unix_path(raw), _unix_path(raw + UNIX_PATH))
-        return <tuple>_publish(&self._addresses, pair)
+            value = _unix_path(PyBytes_AS_STRING(self._raw) + V2_FIXED + side * UNIX_PATH)
+        return _publish(&self._destination if side else &self._source, value)
 
     @property
     def tlvs(self):
@@ -375,6 +376,56 @@ cdef class ProxyHeader:
         return self
 
 
+# ProxyHeader's tp_dealloc releases the publish-once slots and then runs the
+# one Cython made (which releases _raw and keeps the object on its free
+# list).  A __dealloc__ method would cost every header a save and restore of
+# the error indicator around it (about 60 instructions, an eighth of a bare
+# parse); releasing str, bytes, tuples and SSLInfo cannot set the indicator.
+cdef extern from *:
+    """
+    #define PP_HEADER_SLOTS 4
+    static destructor pp_header_cython_dealloc;
+    static Py_ssize_t pp_header_slot[PP_HEADER_SLOTS];
+
+    static void pp_header_dealloc(PyObject *o)
+    {
+        for (int i = 0; i < PP_HEADER_SLOTS; i++)
+            Py_CLEAR(*(PyObject **)((char *)o + pp_header_slot[i]));
+        pp_header_cython_dealloc(o);
+    }
+
+    /* Called once at import, before any header exists. */
+    static void pp_header_install_dealloc(PyObject *type)
+    {
+        PyTypeObject *t = (PyTypeObject *)type;
+        pp_header_cython_dealloc = t->tp_dealloc;
+        t->tp_dealloc = pp_header_dealloc;
+    }
+    """
+    int PP_HEADER_SLOTS
+    Py_ssize_t pp_header_slot[4]
+    void pp_header_install_dealloc(object type)
+
+
+cdef int _install_header_dealloc() except -1:
+    # Where each slot sits in the object, measured on one (which the new
+    # deallocator releases: its slots are empty).
+    cdef ProxyHeader probe = ProxyHeader.__new__(ProxyHeader)
+    cdef char *base = <char *><PyObject *>probe
+    cdef char *slots[4]
+    slots[0] = <char *>&probe._source
+    slots[1] = <char *>&probe._destination
+    slots[2] = <char *>&probe._tlvs
+    slots[3] = <char *>&probe._views
+    for i in range(PP_HEADER_SLOTS):
+        pp_header_slot[i] = slots[i] - base
+    pp_header_install_dealloc(ProxyHeader)
+    return 0
+
+
+_install_header_dealloc()
+
+
 def _restore(version, command, family, protocol, source, destination, length, tlvs):
     """A header with these fields (for unpickling; see _header.restore)."""
     cdef ProxyHeader h = ProxyHeader.__new__(ProxyHeader)
@@ -393,7 +444,8 @@ def _restore(version, command, family, protocol, source, destination, length, tl
         h._sport = source[1]
         h._dport = destination[1]
     elif source is not None:
-        _publish(&h._addresses, (source, destination))
+        _publish(&h._source, source)
+        _publish(&h._destination, destination)
     if tlvs:
         h._raw = b"".join([_TLV_HEAD.pack(t, len(v)) + v for t, v in tlvs])
         h._tlv_start = 0
@@ -446,10 +498,11 @@ memset(_cache, 0, sizeof(_cache))
 
 
 cdef object _ip_tuple(const unsigned char *a, uint16_t port, bint v6, int side):
+    # a: the address's 16 bytes in the header (zero after a packed IPv4
+    # address), compared and copied whole: a fixed size needs no call.
     cdef AddressCache *c = &_cache[side]
-    cdef Py_ssize_t size = 16 if v6 else 4
     if (PP_REUSE and c.host != NULL and c.v6 == v6
-            and memcmp(c.addr, a, size) == 0):
+            and memcmp(c.addr, a, 16) == 0):
         if c.port == port:
             return <object>c.address
         host = <object>c.host
@@ -457,12 +510,25 @@ cdef object _ip_tuple(const unsigned char *a, uint16_t port, bint v6, int side):
         host = _ip_text(a, v6)
     address = (host, port, 0, 0) if v6 else (host, port)
     if PP_REUSE:
-        _replace(&c.host, host)
-        _replace(&c.address, address)
-        c.v6 = v6
-        c.port = port
-        memcpy(c.addr, a, size)
+        _store(c, a, v6, port, host, address)
     return address
+
+
+cdef inline void _store(AddressCache *c, const unsigned char *a, bint v6,
+                        uint16_t port, object host, object address) noexcept:
+    # The entry is wholly replaced before the old values are released, so a
+    # release that frees an object finds the cache already consistent.
+    cdef PyObject *old_host = c.host
+    cdef PyObject *old_address = c.address
+    Py_INCREF(host)
+    Py_INCREF(address)
+    c.host = <PyObject *>host
+    c.address = <PyObject *>address
+    c.v6 = v6
+    c.port = port
+    memcpy(c.addr, a, 16)
+    Py_XDECREF(old_host)
+    Py_XDECREF(old_address)
 
 
 cdef object _ip_text(const unsigned char *a, bint v6):
@@ -1318,42 +1384,42 @@ cdef object _fast_v1(const unsigned char *b, Py_ssize_t n):
     with the offsets and ``needed`` it always reports; this pass accepts
     only lines the scanner accepts, with the same result.
     """
+    # The fields are read in order, each bounded by the first 107 bytes;
+    # no field may hold a CR or LF, so the CRLF after the destination port
+    # ends the line (no search for the LF first).
     cdef Py_ssize_t limit = n if n < V1_MAX else V1_MAX
-    cdef const unsigned char *lf = <const unsigned char *>memchr(b, 0x0A, limit)
     cdef Py_ssize_t end, p
     cdef bint v6
     cdef long sport, dport
     cdef unsigned char addr[32]
     cdef ProxyHeader h
-    if lf == NULL:
-        return None
-    end = lf - b - 1  # where the CR must be
-    if end < 0 or b[end] != 0x0D or end < V1_TCP_START:
+    if limit <= V1_TCP_START:
         return None
     if memcmp(b, _V1_TCP_HEAD, V1_TCP_START - 2) != 0 or b[V1_TCP_START - 1] != 0x20:
         return None
     if b[V1_TCP_START - 2] == V1_4:
         v6 = False
-        p = _quad(b, V1_TCP_START, end, &addr[0])
+        p = _quad(b, V1_TCP_START, limit, &addr[0])
         if p < 0 or b[p] != 0x20:
             return None
-        p = _quad(b, p + 1, end, &addr[16])
+        p = _quad(b, p + 1, limit, &addr[16])
     elif b[V1_TCP_START - 2] == V1_6:
         v6 = True
-        p = _ipv6(b, V1_TCP_START, end, &addr[0])
+        p = _ipv6(b, V1_TCP_START, limit, &addr[0])
         if p < 0 or b[p] != 0x20:
             return None
-        p = _ipv6(b, p + 1, end, &addr[16])
+        p = _ipv6(b, p + 1, limit, &addr[16])
     else:
         return None
     if p < 0 or b[p] != 0x20:
         return None
-    p = _port(b, p + 1, end, &sport)
+    p = _port(b, p + 1, limit, &sport)
     if p < 0 or b[p] != 0x20:
         return None
-    p = _port(b, p + 1, end, &dport)
-    if p != end:
+    p = _port(b, p + 1, limit, &dport)
+    if p < 0 or p + 1 >= limit or b[p] != 0x0D or b[p + 1] != 0x0A:
         return None
+    end = p  # the CR
     h = ProxyHeader.__new__(ProxyHeader)
     h._version = 1
     h._command = CMD_PROXY
@@ -1372,45 +1438,31 @@ cdef object _fast_v1(const unsigned char *b, Py_ssize_t n):
     return h
 
 
-cdef inline Py_ssize_t _quad(const unsigned char *b, Py_ssize_t p, Py_ssize_t end,
+cdef inline Py_ssize_t _quad(const unsigned char *b, Py_ssize_t p, Py_ssize_t limit,
                              unsigned char *out) noexcept nogil:
-    # Four decimal octets without leading zeros; returns the offset after
-    # them, or -1.
-    cdef int k, value, digits
-    for k in range(4):
-        if k:
-            if p >= end or b[p] != 0x2E:
-                return -1
-            p += 1
-        value = 0
-        digits = 0
-        while p < end and 0x30 <= b[p] <= 0x39:
-            if digits and value == 0:
-                return -1
-            value = value * 10 + b[p] - 0x30
-            digits += 1
-            p += 1
-            if value > 255:
-                return -1
-        if digits == 0:
-            return -1
-        out[k] = <unsigned char>value
-    return p
+    # Four decimal octets without leading zeros, read from b[p:limit];
+    # returns the offset after them (where a byte is left to read), or -1.
+    cdef const unsigned char *after = pp_parse_ipv4(b + p, b + limit, out)
+    return -1 if after == NULL or after - b >= limit else after - b
 
 
 cdef inline Py_ssize_t _port(const unsigned char *b, Py_ssize_t p, Py_ssize_t end,
                              long *out) noexcept nogil:
+    # One to five digits, no leading zero, at most 65535, and a byte after
+    # them before end: the loop only reads digits (six at most, so the value
+    # cannot overflow), and the checks come once, after it.
+    cdef Py_ssize_t start = p
+    cdef Py_ssize_t stop = end if end - p < 6 else p + 6
     cdef long value = 0
-    cdef int digits = 0
-    while p < end and 0x30 <= b[p] <= 0x39:
-        if digits and value == 0:
-            return -1
-        value = value * 10 + b[p] - 0x30
-        digits += 1
+    cdef unsigned int digit
+    while p < stop:
+        digit = b[p] - 0x30
+        if digit > 9:
+            break
+        value = value * 10 + digit
         p += 1
-        if value > 0xFFFF:
-            return -1
-    if digits == 0:
+    if (p == start or p >= end or p - start > 5 or (b[start] == 0x30 and p - start > 1)
+            or value > 0xFFFF):
         return -1
     out[0] = value
     return p

@@ -44,6 +44,16 @@ def drain_tuple_freelists(keep, count):
     keep.extend([[] for _ in range(count)])
 
 
+# Addresses no header in VALID has: reading them evicts the Cython backend's
+# reuse caches, so the next first read of an address builds it (allocates).
+OTHER = b"PROXY TCP4 203.0.113.91 203.0.113.92 1 2\r\n"
+
+
+def evict_address_caches(backend):
+    other = backend.parse(OTHER)
+    other.source, other.destination
+
+
 class _Counted:
     """A GC-tracked object with no free list: each one counts toward a collection."""
 
@@ -151,6 +161,7 @@ def test_gc_callback_inside_the_first_read_sees_a_consistent_header(backend, nam
     try:
         for first in ATTRIBUTES:
             for _ in range(20):
+                evict_address_caches(backend)
                 h = backend.parse(data)
                 drain_tuple_freelists(keep, 30)
                 prime_collection(keep)
@@ -171,7 +182,10 @@ def test_gc_callback_inside_the_first_read_sees_a_consistent_header(backend, nam
     # test that never nests a read proves nothing).  Only the Cython
     # backend builds addresses lazily.  From CPython 3.12 a collection waits
     # for the next bytecode boundary, so C code is no longer interrupted.
-    lazy = [first for first in ATTRIBUTES if expected[first] not in (None, ())]
+    # A UNIX path is a str or bytes, which the collector does not count, so
+    # no collection can start inside its first read.
+    lazy = [first for first in ATTRIBUTES if expected[first] not in (None, ())
+            and (first not in ("source", "destination") or isinstance(expected[first], tuple))]
     if backend.__name__.endswith("_parser_py"):
         lazy = [first for first in lazy if first in VIEW_NAMES]
     elif sys.version_info >= (3, 12):

@@ -159,6 +159,48 @@ def test_disabled_version(backend):
         backend.parse(TCP4, v1=False, v2=False)
 
 
+def _octet_ok(text):
+    return text.isdigit() and len(text) <= 3 and int(text) <= 255 and (
+        text == "0" or not text.startswith("0"))
+
+
+# Every decimal text of one to three digits, with and without leading
+# zeros, and the odd ones out: the compiled reader takes each octet in one
+# step, whatever its length.
+OCTET_TEXTS = ([str(n) for n in range(1000)] + [f"0{n}" for n in range(100)]
+               + [f"00{n}" for n in range(10)] + ["", "1234", "2550", "a", "1a"])
+
+
+@pytest.mark.parametrize("position", range(8))
+def test_every_octet_text_in_every_position(backend, position):
+    for text in OCTET_TEXTS:
+        octets = ["7"] * 8
+        octets[position] = text
+        src, dst = ".".join(octets[:4]), ".".join(octets[4:])
+        line = f"PROXY TCP4 {src} {dst} 1 2\r\n".encode()
+        if _octet_ok(text):
+            h = backend.parse(line)
+            assert (h.source, h.destination) == ((src, 1), (dst, 2)), line
+        else:
+            with pytest.raises(pp.InvalidHeader, match="invalid IPv4"):
+                backend.parse(line)
+
+
+def test_every_port_text(backend):
+    texts = ([str(n) for n in range(0, 65536, 7)] + ["65535", "65536", "99999", "100000"]
+             + ["00", "01", "065535", "0065535", ""])
+    for text in texts:
+        for line, port in ((f"PROXY TCP4 1.2.3.4 5.6.7.8 {text} 2\r\n", 0),
+                           (f"PROXY TCP4 1.2.3.4 5.6.7.8 1 {text}\r\n", 1)):
+            ok = text.isdigit() and int(text) <= 65535 and (text == "0" or text[0] != "0")
+            if ok:
+                h = backend.parse(line.encode())
+                assert (h.source[1], h.destination[1])[port] == int(text), line
+            else:
+                with pytest.raises(pp.InvalidHeader):
+                    backend.parse(line.encode())
+
+
 # -- decisions documented in README.md, "What is validated" ---------------------------
 
 
