@@ -44,11 +44,12 @@ EXTENSIONS = [
             "csrc/pp_inet.c",
         ],
         include_dirs=["csrc"],
-        depends=["csrc/pp_crc32c.h", "csrc/pp_inet.h", "csrc/pp_members.h", "csrc/pp_once.h", "csrc/pp_shared.h"],
+        depends=["pyproxyproto/_parser_c.pxd", "csrc/pp_crc32c.h", "csrc/pp_inet.h",
+                 "csrc/pp_members.h", "csrc/pp_once.h", "csrc/pp_shared.h"],
     ),
     *(
         Extension(f"pyproxyproto.{name}_c", sources=[f"pyproxyproto/{name}.py"],
-                  depends=[f"pyproxyproto/{name}_c.pxd"])
+                  depends=[f"pyproxyproto/{name}_c.pxd", "pyproxyproto/_parser_c.pxd"])
         for name in ("_handshake", "_asyncio_internals", "_aio_protocol")
     ),
 ]

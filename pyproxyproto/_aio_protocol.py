@@ -230,7 +230,10 @@ class HeaderProtocol(Handshake):
         info["proxy_peername"] = self.peer
         if believed is not None and self.client is not self.peer:  # not LOCAL, not UNKNOWN
             info["peername"] = self.client  # the header's source
-            info["sockname"] = believed.destination
+            if cython.compiled:
+                info["sockname"] = cython.cast(CProxyHeader, believed)._address(1)
+            else:
+                info["sockname"] = believed.destination
             info["socket"] = _view(info["socket"], believed)
         protocol = self._start_inner(transport, believed)
         if len(buffer) > length:

@@ -13,6 +13,7 @@ from pyproxyproto._asyncio_internals_c cimport (
     tls_protocol,
 )
 from pyproxyproto._handshake_c cimport Handshake
+from pyproxyproto._parser_c cimport ProxyHeader as CProxyHeader
 
 
 cdef class Factory:

@@ -1,3 +1,4 @@
+# mypy: always-false=compiled
 """The one handshake: a connection's PROXY header, from the decision for its peer to its outcome, without I/O.
 
 Every integration drives a ``Handshake`` and does only the I/O::
@@ -39,6 +40,11 @@ from ._header import Command
 from ._log import format_address, log_refusal
 from ._policy import IGNORE, REJECT, SKIP, Policy
 from ._step import CLOSE, READ, SERVE, Step
+
+try:
+    import cython
+except ImportError:  # the package runs without Cython installed
+    from . import _cython as cython
 
 if TYPE_CHECKING:
     from . import ProxyHeader, parse
@@ -186,7 +192,11 @@ class Handshake:
                 self.received = len(buffer)
                 return READ  # a long v2 header still arriving: nothing to decide yet
         try:
-            header = parse(view, v1=self._v1, v2=self._v2)
+            if cython.compiled:
+                # The compiled backend's C entry point (_parser_c.pxd).
+                header = parse_buffer(view, self._v1, self._v2, True)
+            else:
+                header = parse(view, v1=self._v1, v2=self._v2)
         except Incomplete as exc:
             if exc.needed > self._max:
                 return self._refused("rejected_invalid", self._too_large(exc.needed))
@@ -202,7 +212,10 @@ class Handshake:
         except InvalidHeader as exc:
             self.received = len(view)
             return self._refused("rejected_invalid", _no_header(exc, view, self._datagram))
-        length = header.length
+        if cython.compiled:
+            length = cython.cast(CProxyHeader, header)._length
+        else:
+            length = header.length
         self.received = len(view)
         if length > self._max:
             return self._refused("rejected_invalid", self._too_large(length))
@@ -220,7 +233,10 @@ class Handshake:
                     error.__cause__ = exc
                     return self._refused("rejected_by_validator", error)
             self.believed = header
-            source = header.source
+            if cython.compiled:
+                source = cython.cast(CProxyHeader, header)._address(0)
+            else:
+                source = header.source
             if source is not None:  # not LOCAL, not UNKNOWN
                 self.client = source
         stats = self._stats

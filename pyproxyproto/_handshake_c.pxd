@@ -1,6 +1,9 @@
 # Declarations for pyproxyproto/_handshake.py compiled as pyproxyproto._handshake_c
 # (Cython's pure-Python mode: the .py is the source, this file types it).
 
+from pyproxyproto._parser_c cimport ProxyHeader as CProxyHeader, parse_buffer
+
+
 cdef class Handshake:
     cdef readonly object policy
     cdef readonly object peer

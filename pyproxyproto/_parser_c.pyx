@@ -181,22 +181,7 @@ cdef class ProxyHeader:
     """A parsed PROXY header: immutable, equal by value, safe to share
     between threads, picklable.  Made by ``parse()``, never directly."""
 
-    cdef uint8_t _version
-    cdef uint8_t _command
-    cdef uint8_t _family      # index into _FAMILIES
-    cdef uint8_t _protocol    # index into _PROTOCOLS
-    cdef bint _has_ip         # _addr and the ports hold IPv4/IPv6 addresses
-    cdef bint _v6
-    cdef uint16_t _sport
-    cdef uint16_t _dport
-    cdef Py_ssize_t _length
-    cdef Py_ssize_t _tlv_start
-    cdef unsigned char _addr[32]   # source at 0, destination at 16 (zero after IPv4's 4 bytes)
-    cdef bytes _raw                # the v2 header, kept when it has TLVs or UNIX paths
-    cdef PyObject *_source         # once: the source address
-    cdef PyObject *_destination    # once: the destination address
-    cdef PyObject *_tlvs           # once: the TLV tuple
-    cdef PyObject *_views          # once: every typed view, in _header.VIEW_NAMES order
+    # Fields: _parser_c.pxd.
 
     def __init__(self, *args, **kwargs):
         raise TypeError("ProxyHeader is not created directly: use pyproxyproto.parse()")
@@ -261,7 +246,7 @@ cdef class ProxyHeader:
 
     # Each side has its own slot, made on its first read: a caller that
     # reads both pays for no tuple holding the two.
-    cdef inline object _address(self, int side):
+    cdef object _address(self, int side):
         cdef PyObject *value = pp_once_get(&self._destination if side else &self._source)
         if value != NULL:
             return <object>value
@@ -269,7 +254,7 @@ cdef class ProxyHeader:
             return None
         return self._make_address(side)
 
-    cdef inline bint _has_unix(self) noexcept:
+    cdef bint _has_unix(self) noexcept:
         return self._command == CMD_PROXY and self._family == F_UNIX
 
     cdef object _make_address(self, int side):
@@ -293,7 +278,7 @@ cdef class ProxyHeader:
             return _EMPTY
         return _publish(&self._tlvs, _tlv_tuple(self._raw, self._tlv_start, PyBytes_GET_SIZE(self._raw)))
 
-    cdef inline object _view(self, Py_ssize_t index):
+    cdef object _view(self, Py_ssize_t index):
         cdef PyObject *views = pp_once_get(&self._views)
         if views == NULL:
             if self._raw is None:
@@ -678,19 +663,8 @@ cdef class SSLInfo:
     has every sub-TLV in wire order.
     """
 
-    cdef readonly int client
-    # The object fields: set once, before the object is shared, and read
-    # from Python through the member descriptors added below.
-    cdef PyObject *_verify
-    cdef PyObject *_version
-    cdef PyObject *_cn
-    cdef PyObject *_cipher
-    cdef PyObject *_sig_alg
-    cdef PyObject *_key_alg
-    cdef bytes _raw        # bytes holding the TLV value (the header's own, not a copy)
-    cdef Py_ssize_t _start  # where the value starts in _raw
-    cdef Py_ssize_t _end
-    cdef PyObject *_tlvs   # once: the sub-TLV tuple
+    # Fields: _parser_c.pxd (the object ones read from Python through
+    # the member descriptors added below).
 
     def __init__(self, int client, verify, tlvs):
         # As the pure SSLInfo: the fields of an SSL TLV whose value is made
@@ -896,6 +870,15 @@ cdef object _ssl_info(bytes raw, Py_ssize_t start, Py_ssize_t n):
 @cython.embedsignature.format("clinic")
 def parse(data, *, bint v1=True, bint v2=True, bint verify_checksum=True):
     """Parse the PROXY header at the start of ``data``; see the package docs."""
+    return _parse_data(data, v1, v2, verify_checksum)
+
+
+cdef object parse_buffer(object data, bint v1, bint v2, bint verify_checksum):
+    # parse(), for C callers (the compiled handshake): no argument parsing.
+    return _parse_data(data, v1, v2, verify_checksum)
+
+
+cdef inline object _parse_data(object data, bint v1, bint v2, bint verify_checksum):
     cdef Py_buffer view
     if not (v1 or v2):
         raise ValueError(C.MSG_NO_VERSION)
