@@ -21,6 +21,11 @@ V1_MAX_LENGTH = 107
 V1_MIN_IPV4_TEXT = 7
 V1_MIN_IPV6_TEXT = 2
 V1_MIN_AFTER_DESTINATION = 6
+# ...after the source port (" 0\r\n") and after the destination port ("\r\n").
+V1_MIN_AFTER_SOURCE_PORT = 4
+V1_MIN_AFTER_DESTINATION_PORT = 2
+# A port's most digits (65535).
+V1_PORT_DIGITS = 5
 # The most any scanner state can still need (an IPv4 source with no digit
 # yet, its space, the shortest destination and what follows it); below
 # V1_MAX_LENGTH minus this, the too-long check cannot fire.

@@ -291,6 +291,8 @@ VIEW_NAMES = (
     "gcp_psc_connection_id",
 )
 NO_VIEWS: tuple[Any, ...] = (None,) * len(VIEW_NAMES)
+# Each view's place in a views tuple, by name: both backends index by this.
+VIEW_INDEX = {name: index for index, name in enumerate(VIEW_NAMES)}
 
 
 # -- value semantics ------------------------------------------------------------

@@ -98,6 +98,10 @@ cdef unsigned char V1_6 = C.V1_TCP6[3]
 cdef Py_ssize_t V1_MIN_IPV4 = C.V1_MIN_IPV4_TEXT
 cdef Py_ssize_t V1_MIN_IPV6 = C.V1_MIN_IPV6_TEXT
 cdef Py_ssize_t V1_AFTER_DST = C.V1_MIN_AFTER_DESTINATION
+cdef Py_ssize_t V1_AFTER_SPORT = C.V1_MIN_AFTER_SOURCE_PORT
+cdef Py_ssize_t V1_AFTER_DPORT = C.V1_MIN_AFTER_DESTINATION_PORT
+# The port scanner reads one byte past a port's most digits.
+cdef Py_ssize_t V1_PORT_SCAN = C.V1_PORT_DIGITS + 1
 cdef Py_ssize_t V1_CHECK_FROM = C.V1_CHECK_LENGTH_FROM
 _TLV_HEAD = struct.Struct("!BH")
 # Which view each TLV type feeds: one bit per view, 0 for the rest.
@@ -152,6 +156,17 @@ cdef inline void _set_default(PyObject **slot) noexcept:
         _set(slot, None)
 
 
+# Each view's place in the views tuple (_header.VIEW_INDEX).
+cdef Py_ssize_t V_ALPN = H.VIEW_INDEX["alpn"]
+cdef Py_ssize_t V_AUTHORITY = H.VIEW_INDEX["authority"]
+cdef Py_ssize_t V_UNIQUE_ID = H.VIEW_INDEX["unique_id"]
+cdef Py_ssize_t V_NETNS = H.VIEW_INDEX["netns"]
+cdef Py_ssize_t V_CRC32C = H.VIEW_INDEX["crc32c"]
+cdef Py_ssize_t V_SSL = H.VIEW_INDEX["ssl"]
+cdef Py_ssize_t V_AWS_VPCE_ID = H.VIEW_INDEX["aws_vpce_id"]
+cdef Py_ssize_t V_AZURE_LINK_ID = H.VIEW_INDEX["azure_link_id"]
+cdef Py_ssize_t V_GCP_PSC_CONNECTION_ID = H.VIEW_INDEX["gcp_psc_connection_id"]
+
 cdef str _N_SOURCE = sys.intern("source")
 cdef str _N_DESTINATION = sys.intern("destination")
 cdef str _N_SSL = sys.intern("ssl")
@@ -200,13 +215,13 @@ cdef class ProxyHeader:
         if name is _N_DESTINATION:
             return self._address(1)
         if name is _N_SSL:
-            return self._view(5)
+            return self._view(V_SSL)
         if name is _N_ALPN:
-            return self._view(0)
+            return self._view(V_ALPN)
         if name is _N_AUTHORITY:
-            return self._view(1)
+            return self._view(V_AUTHORITY)
         if name is _N_UNIQUE_ID:
-            return self._view(2)
+            return self._view(V_UNIQUE_ID)
         return PyObject_GenericGetAttr(self, name)
 
     @property
@@ -289,47 +304,47 @@ cdef class ProxyHeader:
     @property
     def alpn(self):
         """The first PP2_TYPE_ALPN value, e.g. ``b"h2"``."""
-        return self._view(0)
+        return self._view(V_ALPN)
 
     @property
     def authority(self):
         """The first PP2_TYPE_AUTHORITY (the TLS SNI), as text."""
-        return self._view(1)
+        return self._view(V_AUTHORITY)
 
     @property
     def unique_id(self):
         """The first PP2_TYPE_UNIQUE_ID value."""
-        return self._view(2)
+        return self._view(V_UNIQUE_ID)
 
     @property
     def netns(self):
         """The first PP2_TYPE_NETNS (network namespace name)."""
-        return self._view(3)
+        return self._view(V_NETNS)
 
     @property
     def crc32c(self):
         """The first PP2_TYPE_CRC32C value (verified by parse() by default)."""
-        return self._view(4)
+        return self._view(V_CRC32C)
 
     @property
     def ssl(self):
         """The first PP2_TYPE_SSL TLV, decoded; None when absent or malformed."""
-        return self._view(5)
+        return self._view(V_SSL)
 
     @property
     def aws_vpce_id(self):
         """AWS PrivateLink: the VPC endpoint id (TLV 0xEA, subtype 0x01)."""
-        return self._view(6)
+        return self._view(V_AWS_VPCE_ID)
 
     @property
     def azure_link_id(self):
         """Azure Private Link: the LINKID (TLV 0xEE, subtype 0x01)."""
-        return self._view(7)
+        return self._view(V_AZURE_LINK_ID)
 
     @property
     def gcp_psc_connection_id(self):
         """Google Cloud Private Service Connect: the connection id (TLV 0xE0)."""
-        return self._view(8)
+        return self._view(V_GCP_PSC_CONNECTION_ID)
 
     def to_dict(self):
         """Every field and view as JSON-ready values."""
@@ -1249,11 +1264,11 @@ cdef inline int _v1_need(int state, Address *a, bint v6, int port_digits) noexce
     if state == ST_SRC:
         return _addr_need(a) + 1 + (V1_MIN_IPV6 if v6 else V1_MIN_IPV4) + V1_AFTER_DST
     if state == ST_DST:
-        return _addr_need(a) + 6
+        return _addr_need(a) + V1_AFTER_DST
     if state == ST_SPORT:
-        return (0 if port_digits else 1) + 4
+        return (0 if port_digits else 1) + V1_AFTER_SPORT
     if state == ST_DPORT:
-        return (0 if port_digits else 1) + 2
+        return (0 if port_digits else 1) + V1_AFTER_DPORT
     if state == ST_LF:
         return 1
     return 2
@@ -1435,7 +1450,7 @@ cdef inline Py_ssize_t _port(const unsigned char *b, Py_ssize_t p, Py_ssize_t en
     # them before end: the loop only reads digits (six at most, so the value
     # cannot overflow), and the checks come once, after it.
     cdef Py_ssize_t start = p
-    cdef Py_ssize_t stop = end if end - p < 6 else p + 6
+    cdef Py_ssize_t stop = end if end - p < V1_PORT_SCAN else p + V1_PORT_SCAN
     cdef long value = 0
     cdef unsigned int digit
     while p < stop:

@@ -45,6 +45,9 @@ _BLOCKS = C.ADDRESS_BLOCK_LENGTHS
 _V1_MAX = C.V1_MAX_LENGTH
 
 
+# Each view's place in the views tuple.
+_VIEW = H.VIEW_INDEX
+
 class ProxyHeader:
     """A parsed PROXY header: immutable, equal by value, safe to share
     between threads, picklable.  Made by ``parse()``, never directly."""
@@ -126,55 +129,55 @@ class ProxyHeader:
     @property
     def alpn(self) -> bytes | None:
         """The first PP2_TYPE_ALPN value, e.g. ``b"h2"``."""
-        value: bytes | None = self._view(0)
+        value: bytes | None = self._view(_VIEW["alpn"])
         return value
 
     @property
     def authority(self) -> str | None:
         """The first PP2_TYPE_AUTHORITY (the TLS SNI), as text."""
-        value: str | None = self._view(1)
+        value: str | None = self._view(_VIEW["authority"])
         return value
 
     @property
     def unique_id(self) -> bytes | None:
         """The first PP2_TYPE_UNIQUE_ID value."""
-        value: bytes | None = self._view(2)
+        value: bytes | None = self._view(_VIEW["unique_id"])
         return value
 
     @property
     def netns(self) -> str | None:
         """The first PP2_TYPE_NETNS (network namespace name)."""
-        value: str | None = self._view(3)
+        value: str | None = self._view(_VIEW["netns"])
         return value
 
     @property
     def crc32c(self) -> int | None:
         """The first PP2_TYPE_CRC32C value (verified by parse() by default)."""
-        value: int | None = self._view(4)
+        value: int | None = self._view(_VIEW["crc32c"])
         return value
 
     @property
     def ssl(self) -> SSLInfo | None:
         """The first PP2_TYPE_SSL TLV, decoded; None when absent or malformed."""
-        value: SSLInfo | None = self._view(5)
+        value: SSLInfo | None = self._view(_VIEW["ssl"])
         return value
 
     @property
     def aws_vpce_id(self) -> str | None:
         """AWS PrivateLink: the VPC endpoint id (TLV 0xEA, subtype 0x01)."""
-        value: str | None = self._view(6)
+        value: str | None = self._view(_VIEW["aws_vpce_id"])
         return value
 
     @property
     def azure_link_id(self) -> int | None:
         """Azure Private Link: the LINKID (TLV 0xEE, subtype 0x01)."""
-        value: int | None = self._view(7)
+        value: int | None = self._view(_VIEW["azure_link_id"])
         return value
 
     @property
     def gcp_psc_connection_id(self) -> int | None:
         """Google Cloud Private Service Connect: the connection id (TLV 0xE0)."""
-        value: int | None = self._view(8)
+        value: int | None = self._view(_VIEW["gcp_psc_connection_id"])
         return value
 
     def to_dict(self) -> dict[str, Any]:
@@ -762,9 +765,9 @@ def _v1_need(state: int, addr: _Address | None, v6: bool, port_digits: int) -> i
         assert addr is not None
         return addr.need() + _AFTER_DST
     if state == _SPORT:
-        return (0 if port_digits else 1) + 4
+        return (0 if port_digits else 1) + C.V1_MIN_AFTER_SOURCE_PORT
     if state == _DPORT:
-        return (0 if port_digits else 1) + 2
+        return (0 if port_digits else 1) + C.V1_MIN_AFTER_DESTINATION_PORT
     if state == _LF:
         return 1
     return 2  # _TAIL: at least CRLF

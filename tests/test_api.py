@@ -269,3 +269,16 @@ def test_public_classes_are_the_backend_in_use():
     assert pp.SSLInfo.__module__.endswith(impl) or pp.BACKEND == "python"
     h = pp.parse(VALID["v2-ipv6-tlvs"])
     assert isinstance(h, pp.ProxyHeader) and isinstance(h.ssl, pp.SSLInfo)
+
+
+def test_every_view_reads_its_own_place_in_the_views(backend):
+    # The views' names and places come from one list (_header.VIEW_NAMES).
+    from pyproxyproto import _header as H
+    from tests.headers import VALID
+
+    for data in VALID.values():
+        h = backend.parse(data)
+        got = tuple(getattr(h, name) for name in H.VIEW_NAMES)
+        expected = H.views(h.tlvs)
+        assert got[:5] == expected[:5] and got[6:] == expected[6:]
+        assert (got[5] is None) == (expected[5] is None)  # SSLInfo of either backend
