@@ -18,6 +18,7 @@ Release builds are linked stripped (no symbol table or debug sections);
 debuggers and sanitizer reports.
 """
 
+import glob
 import os
 import sys
 
@@ -44,7 +45,7 @@ EXTENSIONS = [
             "csrc/pp_inet.c",
         ],
         include_dirs=["csrc"],
-        depends=["pyproxyproto/_parser_c.pxd", "csrc/pp_crc32c.h", "csrc/pp_inet.h",
+        depends=["pyproxyproto/_parser_c.pxd", *glob.glob("pyproxyproto/_parser_c_*.pxi"), "csrc/pp_crc32c.h", "csrc/pp_inet.h",
                  "csrc/pp_members.h", "csrc/pp_once.h", "csrc/pp_shared.h"],
     ),
     *(

@@ -73,7 +73,8 @@ with tarfile.open(sdist) as tf:
 required = [
     "setup.py", "pyproject.toml", "README.md", "LICENSE", "MANIFEST.in",
     "csrc/*.c", "csrc/*.h",
-    "pyproxyproto/*.py", "pyproxyproto/*.pyx", "pyproxyproto/*.pyi", "pyproxyproto/py.typed",
+    "pyproxyproto/*.py", "pyproxyproto/*.pyx", "pyproxyproto/*.pxi", "pyproxyproto/*.pxd",
+    "pyproxyproto/*.pyi", "pyproxyproto/py.typed",
     "tests/conftest.py", "tests/test_*.py", "twisted/plugins/pyproxyproto_endpoint.py",
 ]
 problems += [f"sdist lacks {p}" for p in required if not fnmatch.filter(members, p)]
@@ -83,14 +84,14 @@ tracked = subprocess.run(
 ).stdout.split()
 problems += [f"sdist lacks tracked file {p}" for p in sorted(set(tracked) - members)]
 stale = [n for n in members if n.endswith((".so", ".pyd"))
-         or n in ("pyproxyproto/_parser_c.c", "pyproxyproto/_aio_c.c")]
+         or n in ('pyproxyproto/_parser_c.c', 'pyproxyproto/_handshake.c', 'pyproxyproto/_asyncio_internals.c', 'pyproxyproto/_aio_protocol.c')]
 problems += [f"sdist ships build output {p}" for p in sorted(stale)]
 
 def binaries(path):
     with zipfile.ZipFile(path) as zf:
         return [n for n in zf.namelist() if n.endswith((".so", ".pyd"))]
 
-for module in ("_parser_c", "_aio_c"):
+for module in ('_aio_protocol_c', '_asyncio_internals_c', '_handshake_c', '_parser_c'):
     if wheel.endswith("-py3-none-any.whl") or not any(
         n.startswith(f"pyproxyproto/{module}.") for n in binaries(wheel)
     ):

@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import glob
 import os
 import platform
 import re
@@ -275,9 +276,9 @@ def _environment(mode: str, argv: list[str], run_id: str) -> dict[str, Any]:
         from pyproxyproto import _parser_c
         crc = _parser_c.crc32c_impl()
         so = _parser_c.__file__
-        pyx = os.path.join(os.path.dirname(so), "_parser_c.pyx")
-        if os.path.exists(pyx) and os.path.getmtime(pyx) > os.path.getmtime(so):
-            warnings.append("pyproxyproto/_parser_c.pyx is newer than the built extension: "
+        sources = glob.glob(os.path.join(os.path.dirname(so), "_parser_c*.p[yx][xid]"))
+        if any(os.path.getmtime(source) > os.path.getmtime(so) for source in sources):
+            warnings.append("pyproxyproto/_parser_c's sources are newer than the built extension: "
                             "rebuild it (python setup.py build_ext --inplace) for current numbers")
     except ImportError:
         crc = "n/a"

@@ -137,7 +137,7 @@ def test_cibuildwheel_tests_every_wheel_against_the_extension() -> None:
     assert "test-environment" not in free_threaded
     assert free_threaded["inherit"]["test-command"] == "prepend"
     (check,) = free_threaded["test-command"]
-    assert "import sys, pyproxyproto._parser_c, pyproxyproto._aio_c" in check
+    assert "import sys, pyproxyproto._parser_c, pyproxyproto._handshake_c, pyproxyproto._aio_protocol_c" in check
     assert "_is_gil_enabled()" in check
 
 

@@ -94,7 +94,7 @@ python=$out/shim/python
 
 say "copying the sources to $out/src"
 (cd "$root" && tar -cf - --exclude=./build --exclude=./.git --exclude='./.venv*' --exclude=./dist \
-    --exclude='*.so' --exclude=__pycache__ --exclude=./pyproxyproto/_parser_c.c --exclude=./pyproxyproto/_aio_c.c --exclude='*.egg-info' \
+    --exclude='*.so' --exclude=__pycache__ --exclude='./pyproxyproto/*.c' --exclude='*.egg-info' \
     --exclude=./.pytest_cache --exclude=./.hypothesis --exclude=./.benchmarks --exclude=./wheelhouse .) |
     tar -xf - -C "$out/src"
 
@@ -137,14 +137,15 @@ say "building the extension with $cc: $flags"
 "$real_python" - "$out"/wheel/pyproxyproto-*.whl "$out/src" <<'EOF'
 import sys, zipfile
 with zipfile.ZipFile(sys.argv[1]) as wheel:
-    # Every extension: the parser, and the asyncio header protocol.
+    # Every extension: the parser, and the handshake, the asyncio header
+    # protocol and the asyncio internals it reaches (compiled from their .py).
     names = [n for n in wheel.namelist() if n.startswith("pyproxyproto/_") and n.endswith(".so")]
-    assert sorted(n.split(".")[0] for n in names) == ["pyproxyproto/_aio_c", "pyproxyproto/_parser_c"], names
+    assert sorted(n.split(".")[0] for n in names) == ['pyproxyproto/_aio_protocol_c', 'pyproxyproto/_asyncio_internals_c', 'pyproxyproto/_handshake_c', 'pyproxyproto/_parser_c'], names
     for name in names:
         wheel.extract(name, sys.argv[2])
 EOF
 so=$(ls "$out"/src/pyproxyproto/_parser_c.*.so)
-for lib in "$so" "$out"/src/pyproxyproto/_aio_c.*.so; do
+for lib in "$out"/src/pyproxyproto/_*_c.*.so; do
     for sym in __asan_report_load1 __ubsan_handle_; do
         if ! nm -D --undefined-only "$lib" | grep "$sym" >/dev/null; then
             echo "sanitize: $lib is not instrumented (no $sym)" >&2
