@@ -114,12 +114,10 @@ class Handshake:
         self._reset(policy, datagram)
         # The policy's values read on every connection, in fields of the
         # handshake's own (C fields, compiled).
-        self._always = policy.always
-        self._v1 = policy.v1 and not datagram  # v1 has no datagram form
-        self._v2 = policy.v2
-        self._max = policy.max_header_size
-        self._validate = policy.validate
-        self._stats = policy.stats
+        always, v1, v2, self._max, self._validate, self._stats = policy.hot
+        self._always = always
+        self._v1 = v1 and not datagram  # v1 has no datagram form
+        self._v2 = v2
 
     def _init_like(self, template: Handshake) -> None:
         # _init's work for the policy of ``template`` (a handshake made for

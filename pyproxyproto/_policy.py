@@ -136,7 +136,8 @@ class Policy:
     """
 
     __slots__ = ("networks", "on_untrusted", "decider", "validate", "timeout",
-                 "max_header_size", "v1", "v2", "stats", "always", "origin", "trust_given")
+                 "max_header_size", "v1", "v2", "stats", "always", "origin", "trust_given",
+                 "hot")
 
     networks: TrustedNetworks | None
     on_untrusted: Decision
@@ -150,6 +151,7 @@ class Policy:
     always: Decision | None
     origin: str
     trust_given: bool
+    hot: tuple[Decision | None, bool, bool, int, Callable[[ProxyHeader], object] | None, Stats | None]
 
     def __init__(self, **given: Unpack[PolicyOptions]) -> None:
         options: dict[str, Any] = _renamed(dict(given), "Policy()")
@@ -194,6 +196,8 @@ class Policy:
         self.always: Decision | None = (
             REQUIRE if decide is None and self.networks is None else None
         )
+        # What a handshake reads on every connection, in one attribute.
+        self.hot = (self.always, v1, v2, self.max_header_size, validate, stats)
         # Where the trusted networks were set, for messages, and whether
         # anything was said about whom to trust (trusted=None included).
         self.origin = "trusted="

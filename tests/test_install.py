@@ -141,6 +141,8 @@ def test_the_lowest_set_pins_every_declared_lower_bound():
     package the test extra brings, its server extras' too, at the lower
     bound pyproject.toml declares for it."""
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    if not (ROOT / ".ci" / "constraints-lowest.txt").exists():
+        pytest.skip("needs a source checkout")
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
     from packaging.version import Version
