@@ -27,6 +27,12 @@ _TABLE = re.compile(r"<!-- servers -->\n(.*?)<!-- /servers -->", re.S)
 _CODE_SPAN = re.compile(r"`([^`]+)`")
 
 
+def in_checkout() -> bool:
+    """Whether docs/ and .ci/ are here (not in an sdist's or a wheel test's
+    scratch copy of the tests, which has README.md alone)."""
+    return DOCS.is_dir() and (ROOT / ".ci" / "run").is_file()
+
+
 @dataclass(frozen=True)
 class Block:
     path: Path

@@ -32,6 +32,9 @@ from tests import doc_blocks, peers
 from tests.doc_blocks import ROOT
 from tests.integration_helpers import recv_all, require_module
 
+pytestmark = pytest.mark.skipif(not doc_blocks.in_checkout(),
+                                reason="needs a source checkout (docs/ and .ci/)")
+
 CLIENT = ("203.0.113.7", 41234)
 GET = b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
 BIN = str(Path(sys.executable).parent)

@@ -33,6 +33,8 @@ UNTESTED_PYTHON_FENCES = {"py", "python3", "pycon", "pytb", "ipython"}
 
 
 def test_the_documentation_has_python_blocks():
+    if not doc_blocks.in_checkout():
+        pytest.skip("needs a source checkout (docs/)")
     assert PLAIN and PROGRAMS
 
 
