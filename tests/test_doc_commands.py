@@ -433,7 +433,10 @@ def _start_named(scene: Scene, server: str) -> None:
 @pytest.mark.packaging
 def test_install_commands(tmp_path):
     """The README's install commands, in a copy of the checkout, each in a
-    fresh virtual environment standing for the user's python3."""
+    fresh virtual environment standing for the user's python3 (with the
+    backend switches cleared, as a user has them: one run is enough)."""
+    if os.environ.get("PYPROXYPROTO_NO_EXTENSIONS", "") not in ("", "0"):
+        pytest.skip("the install clears the backend switches: the run without them covers it")
     source = tmp_path / "checkout"
     tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True,
                              check=True).stdout.decode().split("\0")
