@@ -39,8 +39,9 @@ def require(available: bool, what: str) -> None:
     pytest.skip(f"{what} is not installed")
 
 
-# Packages CI leaves out of an interpreter's install on purpose, because
-# they cannot be built there (.ci/pythons.sh says which and why).
+# Packages a CI stage leaves out of its install on purpose: those that cannot
+# be built on an interpreter (.ci/pythons.sh), the web frameworks of the
+# documentation's example apps in the lowest set (.ci/lowest.sh).
 LEFT_OUT = set(os.environ.get("PYPROXYPROTO_LEFT_OUT", "").split())
 
 
@@ -49,7 +50,8 @@ def require_module(name: str):
         return __import__(name)
     except ImportError:
         if name in LEFT_OUT:
-            pytest.skip(f"the Python package {name!r} cannot be installed on this interpreter")
+            pytest.skip(f"the Python package {name!r} is left out of this CI stage's install"
+                        " on purpose (PYPROXYPROTO_LEFT_OUT)")
         require(False, f"the Python package {name!r}")
 
 

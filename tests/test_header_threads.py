@@ -11,6 +11,7 @@ tests/stress_threads.py is the long version of the last.
 
 import gc
 import os
+import subprocess
 import sys
 import sysconfig
 import threading
@@ -244,13 +245,22 @@ def test_many_threads_first_read_the_same_headers(backend, name):
 
 def test_free_threaded_build_keeps_the_gil_off(both_backends):
     # On a free-threaded CPython an extension without the
-    # freethreading_compatible declaration turns the GIL back on at import.
+    # freethreading_compatible declaration turns the GIL back on at import
+    # (and says so on stderr).  Each compiled module is imported in a fresh
+    # interpreter, warnings as errors, so no earlier import hides one.
     if not FREE_THREADED:
         pytest.skip("not a free-threaded CPython")
-    import pyproxyproto  # noqa: F401
-
     assert "cython" in both_backends
-    assert not sys._is_gil_enabled()
+    package = os.path.dirname(pyproxyproto.__file__)
+    compiled = sorted(name[:-len(".pxd")] for name in os.listdir(package)
+                      if name.endswith("_c.pxd"))
+    assert "_parser_c" in compiled and "_handshake_c" in compiled
+    for name in compiled:
+        result = subprocess.run(
+            [sys.executable, "-W", "error", "-c",
+             f"import sys, pyproxyproto.{name}; assert not sys._is_gil_enabled()"],
+            capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0 and not result.stderr, (name, result.stderr)
 
 
 def test_free_threaded_build_makes_parse_as_a_module_function(both_backends):
