@@ -2,8 +2,9 @@
 
   python -m bench                   the default run, about 5 minutes, into a new folder
                                     (bench/runs/DATE-TIME/: REPORT.md, charts, JSON)
-  python -m bench --full            the long run (about half an hour): more rounds and
-                                    passes, and the accept loop's instruction counts
+  python -m bench --full            the long run (about 40 minutes): more rounds and
+                                    passes, and the accept loops' and the servers'
+                                    instructions per connection
   python -m bench --save            write into bench/results/ (the committed report)
   python -m bench --quick --output D   a smoke run for CI (about a minute): every step
                                     briefly; its numbers mean nothing
@@ -15,7 +16,8 @@ Steps, in the order they run (``--skip`` leaves some out):
              and on rotating sources (bench.rotating)
   servers    real servers (gunicorn, daphne, uvicorn) against their own PROXY support
   accept     asyncio and uvloop servers, plain and wrapped by pyproxyproto.aio
-  callgrind  instructions per parse, counted by valgrind (stable on a busy machine)
+  callgrind  instructions per parse, counted by valgrind (stable on a busy machine);
+             with --full, per connection too, of the accept loops and servers measured
 
 Before it starts, every step checks that it can run here; if one cannot (no
 valgrind, no compiler, extension not built), the command says why and exits
@@ -82,6 +84,7 @@ ACCEPT = {"quick": {"rounds": 1, "duration": 0.2, "max_conns": 200, "concurrency
           "full": {"rounds": 21, "duration": 2.0}}
 CALLGRIND = {"quick": 20, "default": 1000, "full": 4096}
 ACCEPT_COUNT_CONNS = 300  # --full only: the accept loop under callgrind
+SERVER_COUNT_CONNS = 1000  # --full only: each server form under callgrind
 
 
 # -- what each step needs ----------------------------------------------------------------
@@ -242,24 +245,33 @@ def run_accept(out: str, mode: str, stamp: dict, bar: Progress) -> int:
     return 0
 
 
-def run_callgrind(out: str, mode: str, stamp: dict, bar: Progress, accept: bool) -> int:
-    from bench import accept_loop, callgrind
-    share = 0.5 if mode == "full" and accept else 1.0
+def run_callgrind(out: str, mode: str, stamp: dict, bar: Progress, steps: list[str]) -> int:
+    from bench import accept_loop, callgrind, servers
+    # --full also counts the servers' instructions per connection, for the
+    # accept and servers steps it runs.
+    parts = ["parse"] + ([step for step in ("accept", "servers") if step in steps]
+                         if mode == "full" else [])
 
-    def progress(done: int, total: int) -> None:
-        bar.update(done / max(total, 1) * share * bar.total, "parse counts")
+    def part_progress(index: int, note: str) -> Callable[..., None]:
+        def progress(done: int, total: int, *_: Any) -> None:
+            bar.update((index + done / max(total, 1)) / len(parts) * bar.total, note)
+        return progress
 
-    counts = callgrind.run(CALLGRIND[mode], progress=progress)
+    counts = callgrind.run(CALLGRIND[mode], progress=part_progress(0, "parse counts"))
     counts["measured"] = stamp
     _write_json(os.path.join(out, "callgrind.json"), counts)
-    if share < 1.0:
-        def progress2(done: int, total: int) -> None:
-            bar.update((share + done / max(total, 1) * (1 - share)) * bar.total,
-                       "accept-loop counts")
-        result = accept_loop.count(conns=ACCEPT_COUNT_CONNS,
-                                   loops=accept_loop.available_loops(), progress=progress2)
+    for index, part in enumerate(parts[1:], 1):
+        if part == "accept":
+            result = accept_loop.count(conns=ACCEPT_COUNT_CONNS,
+                                       loops=accept_loop.available_loops(),
+                                       progress=part_progress(index, "accept-loop counts"))
+            name = "accept_count.json"
+        else:
+            result = servers.count(conns=SERVER_COUNT_CONNS,
+                                   progress=part_progress(index, "server counts"))
+            name = "servers_count.json"
         result["measured"] = stamp
-        _write_json(os.path.join(out, "accept_count.json"), result)
+        _write_json(os.path.join(out, name), result)
     return 0
 
 
@@ -413,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
             elif step == "accept":
                 status = run_accept(out, mode, stamp, bar)
             else:
-                status = run_callgrind(out, mode, stamp, bar, accept="accept" in steps)
+                status = run_callgrind(out, mode, stamp, bar, steps)
         except Exception as exc:
             status = 1
             traceback.print_exc()

@@ -5,6 +5,7 @@ Inputs, all in one folder (what ``python -m bench`` writes there):
   servers.json       bench.servers: real servers against their own PROXY support
   accept.json        bench.accept_loop: asyncio and uvloop servers, plain and wrapped
   accept_count.json  bench.accept_loop count: server instructions per connection
+  servers_count.json bench.servers --count: real servers' instructions per connection
   parse.json         pytest-benchmark over bench/test_parse.py
   rotating.json      bench.rotating: parsing with a new source per header
   callgrind.json     bench.callgrind: instructions per parse
@@ -50,6 +51,7 @@ def load(directory: str) -> dict[str, Any]:
         "servers": read("servers.json"),
         "accept": read("accept.json"),
         "accept_count": read("accept_count.json"),
+        "servers_count": read("servers_count.json"),
         "rotating": read("rotating.json"),
         "callgrind": read("callgrind.json"),
         "env": read("env.json") or {},
@@ -116,7 +118,35 @@ def _section(lines: list[str], title: str, result: dict[str, Any] | None,
 # -- servers -------------------------------------------------------------------------------
 
 
-def _servers_section(srv: dict[str, Any], env: dict[str, Any]) -> list[str]:
+def _servers_count(count: dict[str, Any], env: dict[str, Any]) -> list[str]:
+    lines = ["### Instructions per connection (callgrind)", ""]
+    note = _origin(count, env)
+    if note:
+        lines += [note, ""]
+    lines += [
+        "Free of the machine's noise, where single timed rounds above can differ by tens of "
+        "percent: `python -m bench.servers --count N` runs each form under valgrind's "
+        f"callgrind (every process of the tree), serves {count['warm']:,} connections, then "
+        f"counts the user-space instructions of the whole tree over {count['conns']:,} more, "
+        "made one at a time. The kernel's work is not in it.", ""]
+    rows = []
+    for s in count["servers"]:
+        for v in s["variants"]:
+            ratio = ""
+            if v["support"] == "pyproxyproto":
+                ratio = ", ".join(f"**{r:.2f}×** {'its own' if other == 'own' else 'no PROXY'}"
+                                  for other, r in s["ratios"].items())
+            rows.append([s["label"] if v is s["variants"][0] else "", v["label"],
+                         f"{v['instructions_per_conn']:,.0f}", ratio])
+    lines += _table(["server", "PROXY support", "instructions per connection",
+                     "pyproxyproto against"], rows, "---|---|---:|---:")
+    for key, why in count.get("absent", {}).items():
+        lines += [f"*{key}: not counted: {why}.*", ""]
+    return lines
+
+
+def _servers_section(srv: dict[str, Any], env: dict[str, Any],
+                     count: dict[str, Any] | None = None) -> list[str]:
     lines: list[str] = []
     _section(lines, "What PROXY support costs a real server", srv, env)
     pin = ("the server pinned to one CPU and the load generator to the other"
@@ -196,6 +226,8 @@ def _servers_section(srv: dict[str, Any], env: dict[str, Any]) -> list[str]:
             "(trusted networks, what to do with the others).", ""]
     for key, why in srv.get("absent", {}).items():
         lines += [f"*{key}: not measured: {why}.*", ""]
+    if count and count.get("servers"):
+        lines += _servers_count(count, env)
     if os.path.exists(os.path.join(srv.get("_dir", ""), "servers.png")):
         lines += ["![server CPU per connection and connections per second](servers.png)", ""]
     return lines
@@ -519,10 +551,11 @@ def _method(data: dict[str, Any], env: dict[str, Any]) -> list[str]:
         "connection.", "",
         "Reproduce: `python -m bench` (about 5 minutes) or `python -m bench --full` writes a "
         "folder like this one; each step also runs alone — `python -m bench.servers`, "
-        "`python -m bench.accept_loop`, `python -m bench.accept_loop count`, `python -m "
+        "`python -m bench.servers --count 1000`, `python -m bench.accept_loop`, `python -m bench.accept_loop count`, `python -m "
         "bench.callgrind`, `python -m pytest bench/test_parse.py --benchmark-only` — see "
         "`bench/README.md`. Raw data beside this file: `env.json`, `servers.json`, "
-        "`accept.json`, `accept_count.json`, `parse.json`, `callgrind.json` (those that "
+        "`servers_count.json`, `accept.json`, `accept_count.json`, `parse.json`, "
+        "`callgrind.json` (those that "
         "exist); `python -m bench --report-only --output DIR` re-renders this file.", ""]
     return lines
 
@@ -564,7 +597,7 @@ def render(directory: str) -> str:
     srv = data["servers"]
     if srv and srv.get("servers"):
         srv["_dir"] = directory
-        lines += _servers_section(srv, env)
+        lines += _servers_section(srv, env, data["servers_count"])
     if data["accept"] and "loops" in data["accept"]:
         lines += _accept_section(data["accept"], data["accept_count"], env)
     if data["parse"] or data["rotating"]:

@@ -25,8 +25,16 @@ one round to the next), so a change in the machine's load falls on all of
 them; a ratio is taken within each round and reported as the median with
 the range of the single rounds.
 
+``--count N`` measures what timing cannot on a noisy machine: each form
+runs under valgrind's callgrind (every process of the tree), serves a
+warm-up, then N connections made one at a time, and the user-space
+instructions of the whole tree over those N are divided by N.  The
+kernel's work is not in it (strace -c -f shows the same system calls per
+connection for gunicorn's own reader and pyproxyproto's).
+
 Usage: python -m bench.servers [--rounds N] [--duration S] [--servers a,b]
-                               [--concurrency N] [--threads N] [--no-pin] [--json FILE]
+                               [--concurrency N] [--threads N] [--no-pin]
+                               [--count N] [--json FILE]
 """
 
 from __future__ import annotations
@@ -231,7 +239,7 @@ class Running:
     """One server variant, started in its own session, output to a log file."""
 
     def __init__(self, server: Server, variant: Variant, cpus: list[int] | None,
-                 log_dir: str) -> None:
+                 log_dir: str, prefix: tuple[str, ...] = ()) -> None:
         self.server, self.variant = server, variant
         self.port = _free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYPROXYPROTO_")}
@@ -239,7 +247,7 @@ class Running:
         env["PYTHONPATH"] = ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")
         self.log_path = os.path.join(log_dir, f"{server.key}-{variant.support}.log")
         self.log = open(self.log_path, "wb")
-        self.command = [sys.executable, *variant.argv(self.port)]
+        self.command = [*prefix, sys.executable, *variant.argv(self.port)]
         self.proc = subprocess.Popen(
             self.command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=self.log,
             stderr=subprocess.STDOUT, start_new_session=True,
@@ -424,6 +432,115 @@ def run(servers: list[str] | None = None, rounds: int = 5, duration: float = 2.0
     return result
 
 
+# -- instructions per connection -----------------------------------------------------------
+
+
+def check_count() -> str | None:
+    """Why instructions cannot be counted here, or None."""
+    for tool in ("valgrind", "callgrind_control", "gcc"):
+        if shutil.which(tool) is None:
+            return f"{tool} is needed to count instructions (apt-get install valgrind gcc)"
+    return check_proc()
+
+
+def _dumped_instructions(path: str) -> int:
+    with open(path) as f:
+        for line in f:
+            if line.startswith(("summary:", "totals:")):
+                return int(line.split()[1])
+    raise RuntimeError(f"callgrind wrote no total to {path}")
+
+
+def _control(command: str, pids: list[str]) -> None:
+    done = subprocess.run(["callgrind_control", command, *pids], capture_output=True,
+                          text=True, timeout=60)
+    if done.returncode:
+        raise RuntimeError(f"callgrind_control {command} failed: {done.stdout}{done.stderr}")
+
+
+def count_variant(exe: str, server: Server, variant: Variant, conns: int, warm: int) -> int:
+    """User-space instructions of the server's whole process tree over
+    ``conns`` connections made one at a time, after ``warm`` of them."""
+    with tempfile.TemporaryDirectory(prefix="pyproxyproto-count-") as tmp:
+        out = os.path.join(tmp, "callgrind.out")
+        # Every process of the tree (gunicorn's arbiter and worker) runs under
+        # callgrind; its counts are zeroed after the warm-up and dumped after
+        # the counted connections, so start-up and warm-up are left out.
+        run = Running(server, variant, None, tmp, prefix=(
+            "valgrind", "--tool=callgrind", "--trace-children=yes",
+            f"--callgrind-out-file={out}.%p"))
+        try:
+            _wait_ready(exe, run, None, timeout=300)
+            _loadgen(exe, run, 600, warm, 1, 1, None)
+            pids = [str(pid) for pid in _tree(run.proc.pid)]
+            _control("--zero", pids)
+            result = _loadgen(exe, run, 600, conns, 1, 1, None)
+            if result["count"] != conns or result["errors"]:
+                raise RuntimeError(f"{server.label} ({variant.label}) under callgrind: "
+                                   f"{result['count']} of {conns} connections, "
+                                   f"{result['errors']} failed: {result['first_error']}")
+            _control("--dump", pids)
+        finally:
+            run.stop()
+        dumps = [os.path.join(tmp, name) for name in os.listdir(tmp)
+                 if name.startswith("callgrind.out.") and name.count(".") == 3]
+        if len(dumps) != len(pids):
+            raise RuntimeError(f"callgrind dumped {len(dumps)} files for {len(pids)} processes")
+        return sum(_dumped_instructions(path) for path in dumps)
+
+
+def count(servers: list[str] | None = None, conns: int = 1000, warm: int = 300,
+          progress: Any = None) -> dict[str, Any]:
+    """Instructions per connection of every form of each server that can run here."""
+    reason = check_count()
+    if reason:
+        raise RuntimeError(reason)
+    from .accept_loop import build_loadgen
+    exe = build_loadgen()
+    chosen = [BY_KEY[key] for key in servers] if servers else list(SERVERS)
+    result: dict[str, Any] = {"conns": conns, "warm": warm, "servers": [], "absent": {}}
+    total = sum(len(s.variants) for s in chosen if not missing(s))
+    done = 0
+    for server in chosen:
+        why = missing(server)
+        if why:
+            result["absent"][server.key] = why
+            continue
+        variants = []
+        for variant in server.variants:
+            if progress is not None:
+                progress(done, total, f"{server.key} {variant.support} under callgrind")
+            instructions = count_variant(exe, server, variant, conns, warm)
+            variants.append({"support": variant.support, "label": variant.label,
+                             "instructions_per_conn": instructions / conns})
+            done += 1
+        per = {v["support"]: v["instructions_per_conn"] for v in variants}
+        ratios = {other: per["pyproxyproto"] / per[other]
+                  for other in ("own", "none") if other in per and "pyproxyproto" in per}
+        result["servers"].append({"key": server.key, "label": server.label,
+                                  "version": version(server), "variants": variants,
+                                  "ratios": ratios})
+    if progress is not None:
+        progress(total, total, "")
+    return result
+
+
+def format_count(result: dict[str, Any]) -> str:
+    lines = [f"server instructions per connection (callgrind, {result['conns']:,} connections "
+             f"one at a time, after {result['warm']:,})",
+             f"{'server':34} {'PROXY support':48} {'Ir/conn':>10}  ratio"]
+    for s in result["servers"]:
+        for v in s["variants"]:
+            ratio = ""
+            if v["support"] == "pyproxyproto":
+                ratio = ", ".join(f"{r:.3f}x {other}" for other, r in s["ratios"].items())
+            lines.append(f"{s['label']:34} {v['label'][:48]:48} "
+                         f"{v['instructions_per_conn']:10,.0f}  {ratio}")
+    for key, why in result["absent"].items():
+        lines.append(f"{key}: not run: {why}")
+    return "\n".join(lines)
+
+
 def errors(result: dict[str, Any]) -> int:
     return sum(v["errors"] for s in result["servers"] for v in s["variants"])
 
@@ -458,6 +575,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2, help="load generator threads (2)")
     p.add_argument("--no-pin", action="store_true",
                    help="let the scheduler place server and load generator")
+    p.add_argument("--count", type=int, metavar="N",
+                   help="instead of timing: count each form's instructions per connection "
+                        "over N connections under callgrind (valgrind)")
     p.add_argument("--json", help="write the result here")
     a = p.parse_args(argv)
     from .machine import stamp
@@ -467,6 +587,17 @@ def main(argv: list[str] | None = None) -> int:
     def progress(done: int, total: int, note: str) -> None:
         bar.total = total
         bar.update(done, note)
+
+    if a.count:
+        counted = count(a.servers.split(",") if a.servers else None, a.count,
+                        progress=progress)
+        bar.finish()
+        counted["measured"] = stamp()
+        if a.json:
+            with open(a.json, "w") as f:
+                f.write(json.dumps(counted, indent=2) + "\n")
+        print(format_count(counted))
+        return 0
 
     result = run(a.servers.split(",") if a.servers else None, a.rounds, a.duration,
                  a.concurrency, a.threads, pin=not a.no_pin, progress=progress)
