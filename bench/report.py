@@ -107,22 +107,23 @@ def _origin(result: dict[str, Any] | None, env: dict[str, Any]) -> str | None:
     return f"*Not from the run above: {describe(measured)}.*"
 
 
+def _subsection(title: str, result: dict[str, Any] | None, env: dict[str, Any],
+                level: str = "###") -> list[str]:
+    """A heading, and where its figures come from when not from this run."""
+    note = _origin(result, env)
+    return [f"{level} {title}", "", *([note, ""] if note else [])]
+
+
 def _section(lines: list[str], title: str, result: dict[str, Any] | None,
              env: dict[str, Any]) -> None:
-    lines += [f"## {title}", ""]
-    note = _origin(result, env)
-    if note:
-        lines += [note, ""]
+    lines += _subsection(title, result, env, "##")
 
 
 # -- servers -------------------------------------------------------------------------------
 
 
 def _servers_count(count: dict[str, Any], env: dict[str, Any]) -> list[str]:
-    lines = ["### Instructions per connection (callgrind)", ""]
-    note = _origin(count, env)
-    if note:
-        lines += [note, ""]
+    lines = _subsection("Instructions per connection (callgrind)", count, env)
     lines += [
         "Free of the machine's noise, where single timed rounds above can differ by tens of "
         "percent: `python -m bench.servers --count N` runs each form under valgrind's "
@@ -320,10 +321,7 @@ def _accept_section(acc: dict[str, Any], count: dict[str, Any] | None,
     lines += _table(["loop", "server", "connections/s", "server CPU per connection",
                      "wrapped / plain CPU", "busy", "connections", "errors"], rows)
     if count and "loops" in count:
-        lines += [f"### Server instructions per connection (callgrind)", ""]
-        note = _origin(count, env)
-        if note:
-            lines += [note, ""]
+        lines += _subsection("Server instructions per connection (callgrind)", count, env)
         lines += [
             f"Free of the machine's noise: `python -m bench.accept_loop count` runs each "
             f"server under callgrind with {count['conns']:,} and {3 * count['conns']:,} "
@@ -351,10 +349,7 @@ def _parse_section(data: dict[str, Any], env: dict[str, Any]) -> list[str]:
     lines += ["## Parsing one header", ""]
     present = [impl for impl in IMPLS if any((c.key, impl.key) in med for c in CASES)]
     if data["parse"]:
-        lines += ["### The same header again and again", ""]
-        note = _origin(data["parse"], env)
-        if note:
-            lines += [note, ""]
+        lines += _subsection("The same header again and again", data["parse"], env)
         lines += [
             "Median time per call. Each header is followed by 100 payload bytes. *+ .source "
             "+ .destination* rows also read both addresses, as every server does (the Cython "
@@ -379,10 +374,7 @@ def _parse_section(data: dict[str, Any], env: dict[str, Any]) -> list[str]:
 
     rot = data["rotating"]
     if rot and rot.get("cases"):
-        lines += ["### Real traffic: a new source for every connection", ""]
-        note = _origin(rot, env)
-        if note:
-            lines += [note, ""]
+        lines += _subsection("Real traffic: a new source for every connection", rot, env)
         lines += [
             "Behind a balancer the destination repeats and the sources do not. Each call "
             "parses the next of 4,096 headers that differ only in their source (random "

@@ -588,26 +588,19 @@ def main(argv: list[str] | None = None) -> int:
         bar.total = total
         bar.update(done, note)
 
+    chosen = a.servers.split(",") if a.servers else None
     if a.count:
-        counted = count(a.servers.split(",") if a.servers else None, a.count,
-                        progress=progress)
-        bar.finish()
-        counted["measured"] = stamp()
-        if a.json:
-            with open(a.json, "w") as f:
-                f.write(json.dumps(counted, indent=2) + "\n")
-        print(format_count(counted))
-        return 0
-
-    result = run(a.servers.split(",") if a.servers else None, a.rounds, a.duration,
-                 a.concurrency, a.threads, pin=not a.no_pin, progress=progress)
+        result = count(chosen, a.count, progress=progress)
+    else:
+        result = run(chosen, a.rounds, a.duration, a.concurrency, a.threads,
+                     pin=not a.no_pin, progress=progress)
     bar.finish()
     result["measured"] = stamp()
     if a.json:
         with open(a.json, "w") as f:
             f.write(json.dumps(result, indent=2) + "\n")
-    print(format_table(result))
-    return 1 if errors(result) else 0
+    print(format_count(result) if a.count else format_table(result))
+    return 0 if a.count else 1 if errors(result) else 0
 
 
 if __name__ == "__main__":
