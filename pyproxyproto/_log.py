@@ -100,20 +100,24 @@ class _ToServerLog(_Routed):
             self.target.handle(record)
 
 
-def route_to(target: logging.Logger) -> None:
+def route_to(target: logging.Logger, *, keep: bool = False) -> None:
     """Send the ``pyproxyproto`` logger's records to ``target`` (a server's
     logger) at the level ``target`` lets through; see ``route``."""
-    route(_ToServerLog(target), target.getEffectiveLevel())
+    route(_ToServerLog(target), target.getEffectiveLevel(), keep=keep)
 
 
-def route(handler: _Routed, level: int) -> None:
+def route(handler: _Routed, level: int, *, keep: bool = False) -> None:
     """Give the ``pyproxyproto`` logger ``handler`` (a server's log) at
     ``level``, when nothing else would handle its records (no handler on it
     or above it: Python's last-resort handler would print them bare).  A
     logging configuration of the user's (a handler on the root logger,
-    say) is left to handle them."""
+    say) is left to handle them.  A route made before is replaced, or with
+    ``keep`` left in place: a server that runs inside a gunicorn worker
+    keeps gunicorn's log."""
     for old in list(logger.handlers):
-        if isinstance(old, _Routed):  # routed before: route again
+        if isinstance(old, _Routed):
+            if keep:
+                return
             logger.removeHandler(old)
             logger.propagate = True
     if logger.hasHandlers():

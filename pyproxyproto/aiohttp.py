@@ -93,7 +93,7 @@ class ProxyProtocolSite(web.BaseSite):
         self._proxy_reuse = (reuse_address, reuse_port)
         #: the asyncio server, once started
         self.server: asyncio.Server | None = None
-        route_to(logging.getLogger("aiohttp.server"))
+        route_to(logging.getLogger("aiohttp.server"), keep=True)
         unix = path is not None or (sock is not None and sock.family == socket.AF_UNIX)
         announce(self.proxy_policy, "aiohttp", unix=unix)
 

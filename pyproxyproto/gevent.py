@@ -22,7 +22,10 @@ and ``GeventPyWSGIWorker``.
 
 from __future__ import annotations
 
+import logging
 import socket
+import sys
+import time
 from typing import TYPE_CHECKING, Any
 
 from gevent import Timeout, pywsgi
@@ -30,6 +33,7 @@ from gevent import server as _server
 
 from . import Handshake
 from . import _gevent_internals as internals
+from ._log import _Routed, route
 from ._networks import PeerAddress, is_unix_peer
 from ._policy import OPTION_NAMES, Policy, announce, resolve
 from ._step import READ, SERVE
@@ -75,6 +79,23 @@ def handshake(sock: Any, address: PeerAddress, policy: Policy, local: object = N
     return hs
 
 
+class _ToGeventLog(_Routed):
+    """Writes the ``pyproxyproto`` records where the gevent server writes its
+    errors (pywsgi's ``error_log``, else standard error), each line stamped
+    as gevent stamps its own reports."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__()
+        self.stream = stream
+
+    def emit(self, record: logging.LogRecord) -> None:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created))
+        try:
+            self.stream.write(f"{stamp} pyproxyproto {record.levelname}: {record.getMessage()}\n")
+        except Exception:  # a log that fails must not take the connection down
+            self.handleError(record)
+
+
 class ProxyProtocolServer(_Server):
     """Make a gevent ``StreamServer`` (or a subclass of it) read a PROXY header
     per connection: put it first, ``class S(ProxyProtocolServer, StreamServer)``.
@@ -90,6 +111,8 @@ class ProxyProtocolServer(_Server):
         options = {name: kwargs.pop(name) for name in OPTION_NAMES if name in kwargs}
         self.proxy_policy = resolve(policy, options, f"{type(self).__name__}()")  # type: ignore[arg-type]
         super().__init__(*args, **kwargs)
+        # Inside a gunicorn worker, gunicorn's log stays the records' route.
+        route(_ToGeventLog(getattr(self, "error_log", None) or sys.stderr), logging.INFO, keep=True)
         announce(self.proxy_policy, "gevent", unix=self.family == socket.AF_UNIX)
 
     def init_socket(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import ssl
 import subprocess
@@ -52,6 +53,17 @@ HTTP = sorted(LIBRARY_SERVERS) + sorted(GUNICORN_WORKERS)
 # tornado worker leaves access lines to Tornado's logger, which it does not set up.
 ACCESS_LOG = {"gevent-wsgi", "gevent-stream", "aiohttp", *GUNICORN_WORKERS} - {"gunicorn-tornado"}
 NO_TLS = {"waitress"}  # waitress serves no TLS
+# How each server's log starts the refusal's line (never bare, through Python's
+# last-resort handler): gunicorn's format in its workers; gevent's time stamp;
+# the format of the basicConfig() the test apps (and waitress.serve) set up.
+_GUNICORN_LINE = r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}\] \[\d+\] \[WARNING\] "
+_GEVENT_LINE = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ pyproxyproto WARNING: "
+LOG_LINE = {
+    **{kind: _GUNICORN_LINE for kind in GUNICORN_WORKERS},
+    "gevent-wsgi": _GEVENT_LINE,
+    "gevent-stream": _GEVENT_LINE,
+    **{kind: "WARNING:pyproxyproto:" for kind in ("waitress", "aiohttp", *WEBSOCKETS)},
+}
 
 
 def _environment(**extra: str) -> dict[str, str]:
@@ -210,7 +222,9 @@ def test_the_application_sees_the_header_client(kind):
 def test_an_untrusted_peer_is_refused_counted_and_logged(kind):
     with server(kind, trusted=LOOPBACK) as (port, peer):
         assert refused(port, pp.build(CLIENT, SERVER) + GET, source=OTHER)
-        peer.wait_for_line(lambda line: f"{OTHER}:" in line and "not in the trusted networks" in line)
+        line = peer.wait_for_line(
+            lambda line: f"{OTHER}:" in line and "not in the trusted networks" in line)
+        assert re.match(LOG_LINE[kind] + f"closed connection from {OTHER}:", line), line
         report = ask(kind, port, pp.build(CLIENT, SERVER))
         assert report["stats"]["rejected_untrusted"] == 1
         assert same_client(kind, report, CLIENT)

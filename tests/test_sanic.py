@@ -5,6 +5,7 @@ bare or untrusted connections are refused; options from PYPROXYPROTO_*."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import sys
 from pathlib import Path
@@ -109,7 +110,12 @@ def test_untrusted_peer_is_refused(tmp_path):
     with SanicServer(tmp_path, "http", PYPROXYPROTO_TRUSTED="192.0.2.0/24") as server:
         assert server.request(GET, pp.build(CLIENT, SERVER)) == b""
         output = server.stop()
-    assert "peer is not in the trusted networks" in output
+    # In Sanic's own log format: its worker's name, time and level (24.12 and
+    # later), or time, process and level in brackets (before).
+    assert re.search(r"^(Srv \d+ +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4} WARNING: "
+                     r"|\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}\] \[\d+\] \[WARNING\] )"
+                     r"closed connection from 127\.0\.0\.1:\d+: peer is not in the trusted networks",
+                     output, re.M), output
 
 
 def test_websocket_request_ip_is_the_real_client(tmp_path):

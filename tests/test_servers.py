@@ -9,6 +9,7 @@ import base64
 import contextlib
 import json
 import os
+import re
 import socket
 import ssl
 import sys
@@ -41,6 +42,17 @@ NEEDS = {
     "hypercorn": ["hypercorn"],
 }
 WSGI = {"gunicorn-sync", "gunicorn-gthread"}
+# How each server's own log starts a WARNING line: the library's records must
+# come out so, not bare through Python's last-resort handler.
+GUNICORN_LINE = r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}\] \[\d+\] \[WARNING\] "
+LOG_LINE = {
+    "uvicorn-h11": r"^WARNING:  ",
+    "uvicorn-httptools": r"^WARNING:  ",
+    "gunicorn-sync": GUNICORN_LINE,
+    "gunicorn-gthread": GUNICORN_LINE,
+    "gunicorn-uvicorn": GUNICORN_LINE,
+    "hypercorn": GUNICORN_LINE,  # hypercorn's error log formats as gunicorn's does
+}
 
 
 def command(kind: str, port: int, trusted: str, tls: tuple[str, str] | None,
@@ -172,8 +184,22 @@ def test_tls_after_the_header(kind, cert):
 def test_untrusted_peer_is_refused(kind):
     with server(kind, trusted=ELSEWHERE) as (port, peer):
         assert refused(port, pp.build(CLIENT, SERVER) + GET)
-        peer.wait_for_line(lambda line: "not in the trusted networks" in line)
+        line = peer.wait_for_line(lambda line: "not in the trusted networks" in line)
+        assert re.match(LOG_LINE[kind] + "closed connection from 127.0.0.1:", line), line
         assert not peer.matching(lambda line: "GET /who" in line)
+
+
+@pytest.mark.parametrize("kind", ["gunicorn-sync", "gunicorn-gthread"])
+def test_gunicorn_writes_the_records_to_its_error_logfile(kind, tmp_path):
+    errors = tmp_path / "error.log"
+    with server(kind, trusted=ELSEWHERE, extra_args=["--error-logfile", str(errors)]) as (port, peer):
+        assert refused(port, pp.build(CLIENT, SERVER) + GET)
+        deadline = time.monotonic() + 10
+        while "not in the trusted networks" not in errors.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    lines = [line for line in errors.read_text().splitlines() if "not in the trusted networks" in line]
+    assert lines and re.match(GUNICORN_LINE, lines[0]), errors.read_text()
+    assert not peer.matching(lambda line: "not in the trusted networks" in line)  # not on stderr
 
 
 def _recv_some(sock: socket.socket) -> bytes:

@@ -4,8 +4,12 @@ the header's client, TLS after the header, exact bytes, and every refusal."""
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import ssl
+import subprocess
+import sys
+import textwrap
 
 import pytest
 from tests.integration_helpers import (
@@ -172,3 +176,42 @@ def test_skip_serves_untrusted_peers_as_themselves():
         lambda port: exchange(port, REQUEST),
     )
     assert http_body(response) == b"127.0.0.1 - http"
+
+
+def test_records_come_out_in_tornados_log_format():
+    """A Tornado program that sets up Tornado's logging (parse_command_line)
+    gets the refusal in Tornado's format, through ``tornado.general``."""
+    require_module("tornado")
+    program = textwrap.dedent("""
+        import asyncio, socket
+        import tornado.options, tornado.web
+        import pyproxyproto as pp
+        from pyproxyproto.tornado import HTTPServer
+
+        tornado.options.parse_command_line([])
+
+        def client(port):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                sock.sendall(pp.build(("203.0.113.7", 41234), ("198.51.100.1", 443)))
+                try:
+                    sock.recv(1)  # refused: closed
+                except ConnectionResetError:
+                    pass
+
+        async def main():
+            server = HTTPServer(tornado.web.Application([]), trusted=["192.0.2.0/24"])
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            sock.listen(8)
+            sock.setblocking(False)
+            server.add_sockets([sock])
+            await asyncio.to_thread(client, sock.getsockname()[1])
+            server.stop()
+
+        asyncio.run(main())
+    """)
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^\[W \d{6} \d\d:\d\d:\d\d \w+:\d+\] closed connection from 127\.0\.0\.1:\d+: "
+                     r"peer is not in the trusted networks", done.stderr, re.M), done.stderr
