@@ -216,3 +216,13 @@ def test_twistd_web_logs_the_real_client(tmp_path):
             server.output += server.proc.stdout.read() or b""
             time.sleep(0.05)
     assert b'"203.0.113.7"' in server.output  # the access log's client
+
+
+def test_daphne_logs_a_refusal_in_its_own_format(tmp_path):
+    endpoint = f"pyproxyproto:tcp:port=0:interface={LOOPBACK}:trusted=192.0.2.0/24"
+    with daphne(tmp_path, endpoint) as daphne_server:
+        assert send(daphne_server.port, pp.build(CLIENT, SERVER) + REQUEST) == b""
+        output = daphne_server.stop()
+    # daphne's format: time with milliseconds, the level padded to 8.
+    assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} WARNING  closed connection from "
+                     r"127\.0\.0\.1:\d+: peer is not in the trusted networks", output, re.M), output
