@@ -330,7 +330,8 @@ def _no_header(exc: InvalidHeader, data: Any, datagram: bool) -> InvalidHeader:
     return InvalidHeader(
         f"the peer sent no PROXY header: the connection starts with {what}; turn on "
         "the PROXY protocol where this peer connects from (HAProxy: send-proxy or "
-        "send-proxy-v2; nginx: proxy_protocol on; or the balancer's PROXY setting), or "
-        "let this peer in without a header (on_untrusted='skip' for its address)",
+        "send-proxy-v2; nginx: proxy_protocol on; or the balancer's PROXY setting); a "
+        "peer that must connect without one (a health checker) needs its address left "
+        "out of the trusted networks and on_untrusted skip (PYPROXYPROTO_ON_UNTRUSTED=skip)",
         exc.offset,
     )

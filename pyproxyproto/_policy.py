@@ -283,10 +283,17 @@ def resolve(policy: object, options: PolicyOptions, where: str) -> Policy:
     return policy
 
 
-def announce(policy: Policy, server: str, *, unix: bool = False) -> None:
+# Where a server's user names the trusted networks: keyword arguments, or the
+# environment (servers configured from their command line).
+KEYWORDS = "in trusted= (trusted=None to trust every peer and say so)"
+ENVIRONMENT = "in PYPROXYPROTO_TRUSTED (* to trust every peer and say so)"
+
+
+def announce(policy: Policy, server: str, *, unix: bool = False, setting: str = KEYWORDS) -> None:
     """Log at start-up what the policy means where it is not obvious: every
     peer trusted by default, no peer trusted at all, every address trusted,
-    or a Unix-socket listener none of whose peers can be trusted."""
+    or a Unix-socket listener none of whose peers can be trusted.
+    ``setting`` says where the server's user names the trusted networks."""
     networks = policy.networks
     if policy.decider is not None:
         return
@@ -297,8 +304,7 @@ def announce(policy: Policy, server: str, *, unix: bool = False) -> None:
             logger.warning(
                 "%s: every peer is trusted to send a PROXY header (no trusted networks were "
                 "given): anyone who can connect can claim any client address; name your "
-                "balancers' networks in trusted= or PYPROXYPROTO_TRUSTED (* to trust every "
-                "peer and say so)", server,
+                "balancers' networks %s", server, setting,
             )
         return
     if unix and not networks.unix and policy.on_untrusted == REJECT:

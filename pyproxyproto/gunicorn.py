@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import collections
 import errno
+import os
 import selectors
 import socket
 import ssl
@@ -90,17 +91,17 @@ def policy_for(cfg: Config) -> Policy:
     (and the peers of a ``unix:`` bind), everything else from
     PYPROXYPROTO_* variables.  Raises on a setting it cannot serve."""
     if cfg.proxy_protocol not in ("off", False, None):
-        raise RuntimeError(
+        raise ValueError(
             "gunicorn's --proxy-protocol is on: it would read the header after TLS "
             "and without pyproxyproto's checks; turn it off to use the "
             "pyproxyproto.gunicorn workers"
         )
-    options = options_from_env()
-    if "trusted" in options:
-        raise RuntimeError(
+    if ENV_TRUSTED in os.environ:  # whatever its value: it is not read here
+        raise ValueError(
             f"{ENV_TRUSTED} is set: the gunicorn workers take their trusted networks "
-            "from gunicorn's --proxy-allow-from"
+            "from gunicorn's --proxy-allow-from; unset it"
         )
+    options = options_from_env()
     if "decide" in options:  # a decide callable decides instead of the networks
         return policy_from_env()
     allowed = [ip.strip() for ip in cfg.proxy_allow_ips]

@@ -28,7 +28,7 @@ from sanic.server.protocols.websocket_protocol import (
 from . import aio
 from ._env import policy_from_env
 from ._log import route_to
-from ._policy import Policy, announce
+from ._policy import ENVIRONMENT, Policy, announce
 
 __all__ = ["HttpProtocol", "WebSocketProtocol"]
 
@@ -36,7 +36,7 @@ __all__ = ["HttpProtocol", "WebSocketProtocol"]
 def _policy() -> Policy:
     route_to(logging.getLogger("sanic.error"))
     policy = policy_from_env()
-    announce(policy, "sanic")
+    announce(policy, "sanic", setting=ENVIRONMENT)
     return policy
 
 

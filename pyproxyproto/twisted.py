@@ -395,7 +395,10 @@ class ProxyProtocolServerParser:
             overrides["trusted"] = None  # every peer, whatever the environment says
         origin = "the endpoint argument trusted" if ENV_TRUSTED in given else None
         policy = policy_from_env(None, origin, **overrides)
-        announce(policy, "the pyproxyproto: endpoint", unix=kind == "unix" and not policy.trusts(""))
+        announce(policy, "the pyproxyproto: endpoint",
+                 unix=kind == "unix" and not policy.trusts(""),
+                 setting="in the endpoint's trusted= argument or PYPROXYPROTO_TRUSTED "
+                         "(* to trust every peer and say so)")
         inner: interfaces.IStreamServerEndpoint = serverFromString(  # type: ignore[no-untyped-call]
             reactor, _unparse(kind, rest, kwargs)
         )

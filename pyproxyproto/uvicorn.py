@@ -31,7 +31,7 @@ from uvicorn.protocols.http import h11_impl
 from . import _uvicorn_internals as internals
 from ._env import SettingError, policy_from_env
 from ._log import logger, route_to
-from ._policy import Policy, announce
+from ._policy import ENVIRONMENT, Policy, announce
 from .aio import header_reader
 
 if TYPE_CHECKING:
@@ -83,7 +83,8 @@ def _prepare(config: Config) -> None:
         )
     policy = policy_from_env()
     context = _ssl_from_env()
-    announce(policy, "uvicorn", unix=config.uds is not None and not policy.trusts(""))
+    announce(policy, "uvicorn", unix=config.uds is not None and not policy.trusts(""),
+             setting=ENVIRONMENT)
     forwarded = config.forwarded_allow_ips
     if config.proxy_headers and "*" in (
         forwarded if isinstance(forwarded, list) else str(forwarded).split(",")

@@ -277,7 +277,7 @@ def test_a_peer_that_sends_no_header_is_told_apart(Handshake, data, what, caplog
     assert hs.feed(data) is CLOSE and isinstance(hs.error, pp.InvalidHeader)
     message = str(hs.error)
     assert message.startswith(f"the peer sent no PROXY header: the connection starts with {what}")
-    assert "send-proxy" in message and "on_untrusted='skip'" in message
+    assert "send-proxy" in message and "PYPROXYPROTO_ON_UNTRUSTED=skip" in message
     [(_, record)] = records(caplog)
     assert record == f"closed connection from 10.1.2.3:40000: {message}"
     assert stats.rejected_invalid == 1

@@ -12,6 +12,7 @@ from pyproxyproto._log import format_address
 from pyproxyproto._networks import TrustedNetworks, trusted_networks
 from pyproxyproto._policy import (
     DEFAULT_MAX_HEADER_SIZE,
+    ENVIRONMENT,
     MAX_HEADER_SIZE_LIMIT,
     MIN_HEADER_SIZE,
     Policy,
@@ -299,11 +300,21 @@ def test_refusal_log_record(caplog):
 
 
 def test_announce_says_when_every_peer_is_trusted(caplog):
-    announce(Policy(), "uvicorn")
+    announce(Policy(), "uvicorn", setting=ENVIRONMENT)
     [record] = records(caplog)
     assert record.levelno == logging.WARNING and record.getMessage().startswith(
         "uvicorn: every peer is trusted to send a PROXY header")
-    assert "PYPROXYPROTO_TRUSTED" in record.getMessage()
+    assert record.getMessage().endswith(
+        "name your balancers' networks in PYPROXYPROTO_TRUSTED (* to trust every peer and "
+        "say so)")
+
+
+def test_announce_names_only_the_keyword_where_the_environment_is_not_read(caplog):
+    announce(Policy(), "gevent")
+    [record] = records(caplog)
+    assert record.getMessage().endswith(
+        "name your balancers' networks in trusted= (trusted=None to trust every peer and "
+        "say so)")
 
 
 def test_announce_says_when_no_peer_is_trusted(caplog):
