@@ -287,6 +287,8 @@ def resolve(policy: object, options: PolicyOptions, where: str) -> Policy:
 # environment (servers configured from their command line).
 KEYWORDS = "in trusted= (trusted=None to trust every peer and say so)"
 ENVIRONMENT = "in PYPROXYPROTO_TRUSTED (* to trust every peer and say so)"
+ENDPOINT = ("in the endpoint's trusted= argument or PYPROXYPROTO_TRUSTED (* to trust every "
+            "peer and say so)")
 
 
 def announce(policy: Policy, server: str, *, unix: bool = False, setting: str = KEYWORDS) -> None:

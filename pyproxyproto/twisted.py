@@ -48,7 +48,7 @@ from ._env import (
 from ._header import Address
 from ._log import _Routed, route
 from ._networks import PeerAddress
-from ._policy import Policy, PolicyOptions, announce, resolve
+from ._policy import ENDPOINT, Policy, PolicyOptions, announce, resolve
 from ._step import READ, SERVE
 from ._twisted_internals import split_ssl_endpoint
 
@@ -397,8 +397,7 @@ class ProxyProtocolServerParser:
         policy = policy_from_env(None, origin, **overrides)
         announce(policy, "the pyproxyproto: endpoint",
                  unix=kind == "unix" and not policy.trusts(""),
-                 setting="in the endpoint's trusted= argument or PYPROXYPROTO_TRUSTED "
-                         "(* to trust every peer and say so)")
+                 setting=ENDPOINT)
         inner: interfaces.IStreamServerEndpoint = serverFromString(  # type: ignore[no-untyped-call]
             reactor, _unparse(kind, rest, kwargs)
         )

@@ -255,3 +255,8 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+# How gunicorn's log (and hypercorn's, which formats alike) starts a WARNING
+# line: the library's records must come out so, not bare.
+GUNICORN_WARNING = r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}\] \[\d+\] \[WARNING\] "

@@ -23,8 +23,8 @@ import pytest
 import pyproxyproto as pp
 
 from tests import peers
-from tests.integration_helpers import CLIENT, CLIENT6, SERVER, SERVER6, recv_all, require_module, \
-    self_signed_cert
+from tests.integration_helpers import CLIENT, CLIENT6, GUNICORN_WARNING, SERVER, SERVER6, recv_all, \
+    require_module, self_signed_cert
 
 pytestmark = pytest.mark.servers
 
@@ -56,10 +56,9 @@ NO_TLS = {"waitress"}  # waitress serves no TLS
 # How each server's log starts the refusal's line (never bare, through Python's
 # last-resort handler): gunicorn's format in its workers; gevent's time stamp;
 # the format of the basicConfig() the test apps (and waitress.serve) set up.
-_GUNICORN_LINE = r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}\] \[\d+\] \[WARNING\] "
 _GEVENT_LINE = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ pyproxyproto WARNING: "
 LOG_LINE = {
-    **{kind: _GUNICORN_LINE for kind in GUNICORN_WORKERS},
+    **{kind: GUNICORN_WARNING for kind in GUNICORN_WORKERS},
     "gevent-wsgi": _GEVENT_LINE,
     "gevent-stream": _GEVENT_LINE,
     **{kind: "WARNING:pyproxyproto:" for kind in ("waitress", "aiohttp", *WEBSOCKETS)},

@@ -21,8 +21,8 @@ import pytest
 import pyproxyproto as pp
 
 from tests import peers
-from tests.integration_helpers import CLIENT, CLIENT6, SERVER, SERVER6, recv_all, require_module, \
-    self_signed_cert
+from tests.integration_helpers import CLIENT, CLIENT6, GUNICORN_WARNING, SERVER, SERVER6, recv_all, \
+    require_module, self_signed_cert
 
 pytestmark = pytest.mark.servers
 
@@ -44,14 +44,13 @@ NEEDS = {
 WSGI = {"gunicorn-sync", "gunicorn-gthread"}
 # How each server's own log starts a WARNING line: the library's records must
 # come out so, not bare through Python's last-resort handler.
-GUNICORN_LINE = r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}\] \[\d+\] \[WARNING\] "
 LOG_LINE = {
     "uvicorn-h11": r"^WARNING:  ",
     "uvicorn-httptools": r"^WARNING:  ",
-    "gunicorn-sync": GUNICORN_LINE,
-    "gunicorn-gthread": GUNICORN_LINE,
-    "gunicorn-uvicorn": GUNICORN_LINE,
-    "hypercorn": GUNICORN_LINE,  # hypercorn's error log formats as gunicorn's does
+    "gunicorn-sync": GUNICORN_WARNING,
+    "gunicorn-gthread": GUNICORN_WARNING,
+    "gunicorn-uvicorn": GUNICORN_WARNING,
+    "hypercorn": GUNICORN_WARNING,  # hypercorn's error log formats as gunicorn's does
 }
 
 
@@ -198,7 +197,7 @@ def test_gunicorn_writes_the_records_to_its_error_logfile(kind, tmp_path):
         while "not in the trusted networks" not in errors.read_text() and time.monotonic() < deadline:
             time.sleep(0.05)
     lines = [line for line in errors.read_text().splitlines() if "not in the trusted networks" in line]
-    assert lines and re.match(GUNICORN_LINE, lines[0]), errors.read_text()
+    assert lines and re.match(GUNICORN_WARNING, lines[0]), errors.read_text()
     assert not peer.matching(lambda line: "not in the trusted networks" in line)  # not on stderr
 
 
